@@ -1,0 +1,80 @@
+/*
+ * common/base.h: internal helpers shared by every module.
+ *
+ * container_of, cache-line padding, the monotonic clock, the fork
+ * generation (common/fork.c) and the futex wrappers (common/futex.c).
+ * Nothing here is exported from the shared library.
+ */
+#ifndef FERRY_COMMON_BASE_H
+#define FERRY_COMMON_BASE_H
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "ferry/common.h"
+
+/* 128, not 64: Intel's adjacent-line prefetcher pulls pairs of lines, so
+ * two hot fields 64 bytes apart still false-share (algorithms.md §1.4). */
+#define FERRY__CACHELINE 128
+
+#define FERRY__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define ferry__container_of(ptr, type, member)                                \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+#if defined(__SANITIZE_THREAD__)
+#define FERRY__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FERRY__TSAN 1
+#endif
+#endif
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t ferry__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline struct timespec ferry__ns_to_ts(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                          .tv_nsec = (long)(ns % 1000000000u)};
+    return ts;
+}
+
+/* A hint to the CPU that we are spinning (pause on x86). */
+static inline void ferry__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/*
+ * Fork generation (common/fork.c). A pthread_atfork child handler bumps it;
+ * every loop and pool stores the value it was built under and answers
+ * -ECHILD when the two differ. One relaxed load per check: the handler runs
+ * in the child before any other code there, single-threaded.
+ */
+unsigned ferry__fork_gen(void);
+/* Install the atfork handler once (idempotent, thread-safe). */
+void ferry__fork_init(void);
+
+/*
+ * Futex wrappers (common/futex.c). wait blocks while *addr == expected,
+ * until woken, a signal, or the absolute CLOCK_MONOTONIC deadline (0 = none).
+ * Returns 0 or -ETIMEDOUT; spurious returns happen and callers loop.
+ */
+int ferry__futex_wait(_Atomic uint32_t *addr, uint32_t expected,
+                      uint64_t deadline_ns);
+void ferry__futex_wake(_Atomic uint32_t *addr, int count);
+
+#endif /* FERRY_COMMON_BASE_H */

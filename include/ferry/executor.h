@@ -1,0 +1,9 @@
+/*
+ * ferry/executor.h: the work-stealing thread pool (issue 3).
+ */
+#ifndef FERRY_EXECUTOR_H
+#define FERRY_EXECUTOR_H
+
+#include "ferry/common.h"
+
+#endif /* FERRY_EXECUTOR_H */
