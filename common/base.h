@@ -22,7 +22,7 @@
 
 #define FERRY__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define ferry__container_of(ptr, type, member)                                \
+#define ferry__container_of(ptr, type, member)                                 \
     ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #if defined(__SANITIZE_THREAD__)

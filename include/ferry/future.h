@@ -89,8 +89,7 @@ FERRY_API int ferry_future_set_error(ferry_future *fut, int err);
  *          see it) and its callbacks are disposed.
  * Thread: any, holding a reference on fut.
  */
-FERRY_API int ferry_future_set_result_threadsafe(ferry_future *fut,
-                                                 void *value,
+FERRY_API int ferry_future_set_result_threadsafe(ferry_future *fut, void *value,
                                                  ferry_free_fn *dtor);
 
 /** As ferry_future_set_error, from any thread. Thread: any. */
@@ -143,8 +142,7 @@ FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
  * Thread: the loop's owner.
  */
 FERRY_API int ferry_future_remove_done_callback(ferry_future *fut,
-                                                ferry_future_cb *cb,
-                                                void *arg);
+                                                ferry_future_cb *cb, void *arg);
 
 /**
  * Block the calling thread until fut is done or timeout_ns passes

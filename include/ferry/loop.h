@@ -152,8 +152,8 @@ FERRY_API int ferry_loop_run_forever(ferry_loop *loop);
  *          reference on fut.
  * Thread: owner.
  */
-FERRY_API int ferry_loop_run_until_complete(ferry_loop *loop,
-                                            ferry_future *fut, void **result);
+FERRY_API int ferry_loop_run_until_complete(ferry_loop *loop, ferry_future *fut,
+                                            void **result);
 
 /**
  * Run one iteration, blocking at most timeout_ns (-1 = until something

@@ -1,0 +1,392 @@
+/*
+ * loop/future.c: futures shared across threads.
+ *
+ * State machine (one CAS per transition, exactly one winner):
+ *   PENDING -> RUNNING            attached work started (bridge)
+ *   PENDING|RUNNING -> COMPLETING -> DONE|FAILED   the resolver
+ *   PENDING|RUNNING -> CANCELLED                   ferry_future_cancel
+ * The resolver writes result/err/dtor inside its private COMPLETING window
+ * and publishes them with a release store of the final state; readers
+ * load the state with acquire before reading them. COMPLETING reads as
+ * pending, and cancel loses against it.
+ *
+ * Completion then (a) bumps the ck_ec event count, which wakes foreign
+ * waiters with one futex call only if one sleeps, and (b) dispatches the
+ * done callbacks on the loop: directly when the completing thread is the
+ * loop's owner, else through the loop's inbox (the future's embedded post
+ * node, used once). Callbacks are registered and dispatched on the owner
+ * thread only, and `dispatched` (owner-only) decides whether a new
+ * registration joins the list or goes straight to the ready queue, so
+ * registration order holds even when completion raced registration.
+ *
+ * References: the resolver must hold one for the duration of its call (the
+ * ec bump happens after the state store, when a waiter may already have
+ * returned and dropped its own). The post holds one while in the inbox;
+ * each dispatched callback handle holds one until it has run.
+ *
+ * Thread: see include/ferry/future.h per function.
+ */
+#include <stdlib.h>
+
+#include "loop/internal.h"
+
+int ferry__future_init(ferry_future *f, ferry_loop *loop,
+                       void (*release)(ferry_future *f))
+{
+    atomic_init(&f->state, FUT_PENDING);
+    atomic_init(&f->refs, 1);
+    ck_ec32_init(&f->ec, 0);
+    f->err = 0;
+    f->result = NULL;
+    f->dtor = NULL;
+    f->loop = loop;
+    f->cbs_head = f->cbs_tail = NULL;
+    f->dispatched = false;
+    f->on_cancel = NULL;
+    f->release = release;
+    if (loop != NULL)
+        ferry_loop_ref(loop);
+    return 0;
+}
+
+FERRY_API int ferry_future_new(ferry_loop *loop, ferry_future **out)
+{
+    if (out == NULL)
+        return -EINVAL;
+    if (loop != NULL) {
+        int rc = ferry__loop_check(loop);
+        if (rc < 0)
+            return rc;
+        if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+            return -ESHUTDOWN;
+    }
+    ferry_future *f = malloc(sizeof *f);
+    if (f == NULL)
+        return -ENOMEM;
+    ferry__future_init(f, loop, NULL);
+    *out = f;
+    return 0;
+}
+
+FERRY_API void ferry_future_ref(ferry_future *fut)
+{
+    if (fut != NULL)
+        atomic_fetch_add_explicit(&fut->refs, 1, memory_order_relaxed);
+}
+
+static void drop_callbacks(ferry_future *f)
+{
+    struct ferry_handle *h = f->cbs_head;
+    f->cbs_head = f->cbs_tail = NULL;
+    while (h != NULL) {
+        struct ferry_handle *next = h->next;
+        ferry__handle_drop(h);
+        ferry__handle_put(h);
+        h = next;
+    }
+}
+
+static void destroy(ferry_future *f)
+{
+    drop_callbacks(f); /* never dispatched: the loop closed first */
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) == FUT_DONE &&
+        f->dtor != NULL)
+        f->dtor(f->result);
+    ferry_loop *loop = f->loop;
+    if (f->release != NULL)
+        f->release(f);
+    else
+        free(f);
+    ferry_loop_unref(loop);
+}
+
+FERRY_API void ferry_future_unref(ferry_future *fut)
+{
+    if (fut == NULL)
+        return;
+    /* Release: every owner's writes happen-before the teardown; the
+     * acquire fence on the last owner pairs with them (STYLE.md point 8). */
+    if (atomic_fetch_sub_explicit(&fut->refs, 1, memory_order_release) != 1)
+        return;
+    atomic_thread_fence(memory_order_acquire);
+    destroy(fut);
+}
+
+/* Owner thread: move the callbacks to the ready queue, in order. */
+static void dispatch(ferry_future *f)
+{
+    ferry_loop *loop = f->loop;
+    bool closed = atomic_load_explicit(&loop->closed, memory_order_relaxed);
+    f->dispatched = true;
+    if (closed) {
+        drop_callbacks(f);
+        return;
+    }
+    struct ferry_handle *h = f->cbs_head;
+    f->cbs_head = f->cbs_tail = NULL;
+    while (h != NULL) {
+        struct ferry_handle *next = h->next;
+        ferry_future_ref(f);
+        h->fut = f;
+        ferry__ready_push(loop, h);
+        ferry__handle_put(h); /* the list's reference; the queue has one */
+        h = next;
+    }
+}
+
+static void post_run(struct ferry__post *p, ferry_loop *loop)
+{
+    (void)loop;
+    ferry_future *f = ferry__container_of(p, ferry_future, post);
+    dispatch(f);
+    ferry_future_unref(f);
+}
+
+static void post_drop(struct ferry__post *p)
+{
+    ferry_future_unref(ferry__container_of(p, ferry_future, post));
+}
+
+static void complete(ferry_future *f)
+{
+    /* ck_ec_inc is a write barrier after our release store of the state:
+     * a waiter that snapshotted the ec before checking the state either
+     * saw the final state or sees the ec move (common/ec.c). */
+    ck_ec32_inc(&f->ec, &ferry__ec_mode);
+    if (f->loop == NULL)
+        return;
+    if (ferry__loop_on_owner(f->loop)) {
+        dispatch(f);
+        return;
+    }
+    f->post.run = post_run;
+    f->post.drop = post_drop;
+    ferry_future_ref(f);
+    if (ferry__loop_post(f->loop, &f->post) < 0)
+        ferry_future_unref(f); /* closed: destroy disposes the callbacks */
+}
+
+bool ferry__future_try_start(ferry_future *f)
+{
+    uint32_t s = FUT_PENDING;
+    return atomic_compare_exchange_strong_explicit(
+        &f->state, &s, FUT_RUNNING, memory_order_acq_rel, memory_order_acquire);
+}
+
+int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
+                          int err)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    do {
+        if (s >= FUT_COMPLETING) {
+            if (dtor != NULL)
+                dtor(value); /* a late result is never leaked */
+            return -EALREADY;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(
+        &f->state, &s, FUT_COMPLETING, memory_order_acquire,
+        memory_order_acquire));
+    f->result = value;
+    f->dtor = dtor;
+    f->err = err;
+    /* Release: publishes result/err/dtor to readers that acquire-load the
+     * state (ferry_future_result, wait, the loop's dispatch). */
+    atomic_store_explicit(&f->state, err < 0 ? FUT_FAILED : FUT_DONE,
+                          memory_order_release);
+    complete(f);
+    return 0;
+}
+
+static int check_resolver(ferry_future *f)
+{
+    if (f == NULL)
+        return -EINVAL;
+    if (f->loop != NULL && !ferry__loop_on_owner(f->loop))
+        return ferry__loop_stale(f->loop) ? -ECHILD : -EPERM;
+    return 0;
+}
+
+FERRY_API int ferry_future_set_result(ferry_future *fut, void *value,
+                                      ferry_free_fn *dtor)
+{
+    int rc = check_resolver(fut);
+    if (rc < 0)
+        return rc;
+    return ferry__future_resolve(fut, value, dtor, 0);
+}
+
+FERRY_API int ferry_future_set_error(ferry_future *fut, int err)
+{
+    if (err >= 0 || err == -ECANCELED)
+        return -EINVAL;
+    int rc = check_resolver(fut);
+    if (rc < 0)
+        return rc;
+    return ferry__future_resolve(fut, NULL, NULL, err);
+}
+
+FERRY_API int ferry_future_set_result_threadsafe(ferry_future *fut, void *value,
+                                                 ferry_free_fn *dtor)
+{
+    if (fut == NULL)
+        return -EINVAL;
+    return ferry__future_resolve(fut, value, dtor, 0);
+}
+
+FERRY_API int ferry_future_set_error_threadsafe(ferry_future *fut, int err)
+{
+    if (fut == NULL || err >= 0 || err == -ECANCELED)
+        return -EINVAL;
+    return ferry__future_resolve(fut, NULL, NULL, err);
+}
+
+FERRY_API bool ferry_future_cancel(ferry_future *fut)
+{
+    if (fut == NULL)
+        return false;
+    uint32_t s = atomic_load_explicit(&fut->state, memory_order_acquire);
+    do {
+        if (s >= FUT_COMPLETING)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &fut->state, &s, FUT_CANCELLED, memory_order_acq_rel,
+        memory_order_acquire));
+    if (fut->on_cancel != NULL)
+        fut->on_cancel(fut);
+    complete(fut);
+    return true;
+}
+
+FERRY_API bool ferry_future_done(const ferry_future *fut)
+{
+    return fut != NULL &&
+           atomic_load_explicit(&fut->state, memory_order_acquire) >= FUT_DONE;
+}
+
+FERRY_API bool ferry_future_cancelled(const ferry_future *fut)
+{
+    return fut != NULL &&
+           atomic_load_explicit(&fut->state, memory_order_acquire) ==
+               FUT_CANCELLED;
+}
+
+FERRY_API int ferry_future_result(const ferry_future *fut, void **value)
+{
+    if (fut == NULL)
+        return -EINVAL;
+    /* Acquire: pairs with the resolver's release store of the state. */
+    switch (atomic_load_explicit(&fut->state, memory_order_acquire)) {
+    case FUT_DONE:
+        if (value != NULL)
+            *value = fut->result;
+        return 0;
+    case FUT_FAILED:
+        return fut->err;
+    case FUT_CANCELLED:
+        return -ECANCELED;
+    default:
+        return -EAGAIN;
+    }
+}
+
+static int check_callbacks(ferry_future *f)
+{
+    if (f == NULL || f->loop == NULL)
+        return -EINVAL;
+    int rc = ferry__loop_check(f->loop);
+    if (rc < 0)
+        return rc;
+    return 0;
+}
+
+FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
+                                             ferry_future_cb *cb, void *arg,
+                                             ferry_free_fn *dispose)
+{
+    if (cb == NULL)
+        return -EINVAL;
+    int rc = check_callbacks(fut);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&fut->loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    struct ferry_handle *h = ferry__handle_new(fut->loop, HANDLE_DONE);
+    if (h == NULL)
+        return -ENOMEM;
+    h->fn.fcb = cb;
+    h->arg = arg;
+    h->dispose = dispose;
+    h->state = HANDLE_SCHEDULED;
+    if (fut->dispatched) { /* already done: still never inline */
+        ferry_future_ref(fut);
+        h->fut = fut;
+        ferry__ready_push(fut->loop, h);
+        ferry__handle_put(h);
+        return 0;
+    }
+    if (fut->cbs_tail != NULL)
+        fut->cbs_tail->next = h;
+    else
+        fut->cbs_head = h;
+    fut->cbs_tail = h;
+    return 0;
+}
+
+FERRY_API int ferry_future_remove_done_callback(ferry_future *fut,
+                                                ferry_future_cb *cb, void *arg)
+{
+    int rc = check_callbacks(fut);
+    if (rc < 0)
+        return rc;
+    int removed = 0;
+    struct ferry_handle **link = &fut->cbs_head;
+    struct ferry_handle *prev = NULL;
+    while (*link != NULL) {
+        struct ferry_handle *h = *link;
+        if (h->fn.fcb == cb && h->arg == arg) {
+            *link = h->next;
+            ferry__handle_drop(h);
+            ferry__handle_put(h);
+            removed++;
+            continue;
+        }
+        prev = h;
+        link = &h->next;
+    }
+    fut->cbs_tail = prev;
+    return removed;
+}
+
+void ferry__future_run_done(struct ferry_handle *h)
+{
+    h->fn.fcb(h->fut, h->arg);
+}
+
+FERRY_API int ferry_future_wait(ferry_future *fut, int64_t timeout_ns)
+{
+    if (fut == NULL)
+        return -EINVAL;
+    if (ferry_future_done(fut))
+        return 0;
+    if (fut->loop != NULL && ferry__loop_on_owner(fut->loop))
+        return -EDEADLK;
+    uint64_t deadline = 0;
+    if (timeout_ns >= 0)
+        deadline = ferry__now_ns() + (uint64_t)timeout_ns;
+    for (;;) {
+        /* Snapshot the ec before checking the state: a completion after
+         * the check moves the ec, so the wait below returns. */
+        uint32_t v = ck_ec32_value(&fut->ec);
+        if (ferry_future_done(fut))
+            return 0;
+        if (timeout_ns == 0)
+            return -ETIMEDOUT;
+        if (ferry__ec_wait(&fut->ec, v, deadline) < 0)
+            return ferry_future_done(fut) ? 0 : -ETIMEDOUT;
+    }
+}
+
+FERRY_API ferry_loop *ferry_future_loop(const ferry_future *fut)
+{
+    return fut != NULL ? fut->loop : NULL;
+}

@@ -1,0 +1,224 @@
+/*
+ * loop/internal.h: the body of struct ferry_loop and the ferry__ calls the
+ * loop's files (and the bridge) share.
+ *
+ * Threads: everything below the "owner-only" marker of struct ferry_loop is
+ * touched by the owner thread only. The fields above it are the loop's
+ * cross-thread surface: the inbox head, the polling / wake_pending pair of
+ * the wake-up protocol (loop/wakeup.c), the stop request, the reference
+ * count and the closed flag.
+ */
+#ifndef FERRY_LOOP_INTERNAL_H
+#define FERRY_LOOP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "common/base.h"
+#include "common/ec.h"
+#include "ferry/future.h"
+#include "ferry/loop.h"
+#include "loop/poller.h"
+
+/*
+ * A node of the cross-thread inbox. Producers own it until the push
+ * succeeds; then the loop owns it and calls exactly one of run (drained on
+ * the owner thread) or drop (the loop closed first; also on the owner
+ * thread). Neither may run user callbacks inline except through the ready
+ * queue; drop may call a dispose.
+ */
+struct ferry__post {
+    struct ferry__post *next; /* written before the publishing CAS */
+    void (*run)(struct ferry__post *p, ferry_loop *loop);
+    void (*drop)(struct ferry__post *p);
+};
+
+enum handle_kind {
+    HANDLE_CALL,  /* fn.cb(arg): call_soon, timers, threadsafe posts */
+    HANDLE_DONE,  /* fn.fcb(fut, arg): a future's done callback */
+    HANDLE_WATCH, /* fn.cb(arg), persistent: an fd watcher */
+};
+
+enum handle_state {
+    HANDLE_IDLE,      /* created, not scheduled yet */
+    HANDLE_SCHEDULED, /* in the ready queue, the heap or a done list */
+    HANDLE_RAN,       /* one-shot callback has run */
+    HANDLE_DROPPED,   /* cancelled, removed or dropped by close: disposed */
+};
+
+/*
+ * One scheduled callback (asyncio's Handle / TimerHandle). Owner-thread
+ * only, except a threadsafe post's handle, which its producer fills before
+ * the publishing CAS. References: the ready queue, the timer heap, the
+ * watcher table and the user (when asked for) each hold one.
+ */
+struct ferry_handle {
+    struct ferry_handle *next; /* ready queue or done-callback list */
+    ferry_loop *loop;
+    union {
+        ferry_cb *cb;
+        ferry_future_cb *fcb;
+    } fn;
+    void *arg;
+    ferry_free_fn *dispose;
+    ferry_future *fut;       /* HANDLE_DONE: holds a reference while queued */
+    uint64_t when;           /* timers: deadline on the loop clock */
+    uint64_t seq;            /* timers: registration order, ties FIFO */
+    size_t heap_idx;         /* timers: index in the heap, SIZE_MAX if none */
+    uint32_t refs;           /* owner-thread count, no atomics needed */
+    uint8_t kind;            /* enum handle_kind */
+    uint8_t state;           /* enum handle_state */
+    bool queued;             /* in the ready queue right now */
+    struct ferry__post post; /* threadsafe posts travel the inbox in it */
+};
+
+struct ferry__ready {
+    struct ferry_handle *head;
+    struct ferry_handle *tail;
+};
+
+struct ferry__timers {
+    struct ferry_handle **heap; /* min-heap on (when, seq) */
+    size_t len;
+    size_t cap;
+    uint64_t seq; /* next registration number */
+};
+
+struct ferry__io_watch {
+    struct ferry_handle *reader;
+    struct ferry_handle *writer;
+    unsigned registered; /* events currently registered with the poller */
+};
+
+struct ferry__io {
+    struct ferry__io_watch *fds; /* indexed by fd, grown on demand */
+    size_t cap;
+    size_t count; /* fds with at least one watcher */
+};
+
+struct ferry_loop {
+    /* Cross-thread surface. The inbox head takes every producer's CAS, so
+     * it has its own line; polling/wake_pending/stopping are read by every
+     * producer and written by the owner about twice per iteration. */
+    alignas(FERRY__CACHELINE) _Atomic(struct ferry__post *) inbox;
+    alignas(FERRY__CACHELINE) _Atomic int polling;
+    _Atomic int wake_pending;
+    _Atomic int stopping;
+    _Atomic bool closed;
+    _Atomic bool running;
+    _Atomic uint32_t refs;
+    _Atomic uint64_t wakeups_written;
+    _Atomic bool embedded; /* ferry_loop_fd was called: polling stays set
+                              so that posts wake the embedder's poll */
+    int efd; /* eventfd: closed on the last unref, never by close */
+
+    /* owner-only */
+    alignas(FERRY__CACHELINE) pthread_t owner;
+    pid_t pid;
+    unsigned fork_gen;
+    struct ferry__poller poller;
+    struct ferry__ready ready;
+    struct ferry__timers timers;
+    struct ferry__io io;
+    ferry_clock_fn *clock;
+    void *clock_ctx;
+    ferry_slow_hook_fn *slow_hook;
+    void *slow_arg;
+    uint64_t slow_threshold;
+    struct ferry_loop_stats stats; /* owner-written fields */
+};
+
+/* Future states. Terminal states are >= FUT_DONE; FUT_COMPLETING is the
+ * winner's private window for writing the result before publishing. */
+enum future_state {
+    FUT_PENDING,
+    FUT_RUNNING, /* attached work started (bridge): still cancellable */
+    FUT_COMPLETING,
+    FUT_DONE,
+    FUT_FAILED,
+    FUT_CANCELLED,
+};
+
+/*
+ * The future body, visible so that the bridge can embed one in a job (one
+ * allocation per offload). state and refs are C11 atomics; ec is ck's and
+ * only touched through ck_ec; result/err/dtor are written by the single
+ * winner of the PENDING/RUNNING -> COMPLETING CAS and published by the
+ * release store of the final state. The done-callback list and
+ * `dispatched` belong to the loop's owner thread.
+ */
+struct ferry_future {
+    _Atomic uint32_t state;
+    _Atomic uint32_t refs;
+    struct ck_ec32 ec; /* bumped once at completion; foreign waiters */
+    int err;
+    void *result;
+    ferry_free_fn *dtor;
+    ferry_loop *loop;              /* bound loop (holds a reference), or NULL */
+    struct ferry_handle *cbs_head; /* done callbacks not yet dispatched */
+    struct ferry_handle *cbs_tail;
+    bool dispatched;         /* callbacks moved to the ready queue */
+    struct ferry__post post; /* completion notice from another thread */
+    /* Called once, by the thread whose cancel won, after the state CAS;
+     * the bridge cancels the attached task here. */
+    void (*on_cancel)(ferry_future *f);
+    /* Frees the memory on the last unref (NULL = free()); the bridge
+     * returns the enclosing job to its cache. */
+    void (*release)(ferry_future *f);
+};
+
+/* future.c: for code that embeds a future */
+int ferry__future_init(ferry_future *f, ferry_loop *loop,
+                       void (*release)(ferry_future *f));
+bool ferry__future_try_start(ferry_future *f);
+int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
+                          int err);
+
+/* The inbox's "closed" sentinel: a pointer no node can have. */
+#define FERRY__INBOX_CLOSED ((struct ferry__post *)(uintptr_t)1)
+
+/* loop.c */
+int ferry__loop_check(const ferry_loop *loop); /* -EINVAL/-ECHILD/-EPERM */
+bool ferry__loop_on_owner(const ferry_loop *loop);
+bool ferry__loop_stale(const ferry_loop *loop);
+uint64_t ferry__loop_now(const ferry_loop *loop);
+
+/* wakeup.c: the inbox and the eventfd */
+int ferry__wakeup_init(ferry_loop *loop);
+void ferry__wakeup_term(ferry_loop *loop);
+int ferry__loop_post(ferry_loop *loop, struct ferry__post *p);
+void ferry__wakeup_signal(ferry_loop *loop);
+int64_t ferry__wakeup_prepare_poll(ferry_loop *loop, int64_t timeout_ns);
+void ferry__wakeup_after_poll(ferry_loop *loop);
+void ferry__wakeup_on_event(ferry_loop *loop);
+void ferry__inbox_drain(ferry_loop *loop);
+void ferry__inbox_close(ferry_loop *loop, bool dispose);
+bool ferry__inbox_nonempty(const ferry_loop *loop);
+
+/* ready.c: handles and the ready queue */
+struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind);
+void ferry__handle_put(struct ferry_handle *h);
+void ferry__handle_drop(struct ferry_handle *h);
+void ferry__ready_push(ferry_loop *loop, struct ferry_handle *h);
+void ferry__ready_run(ferry_loop *loop);
+void ferry__ready_term(ferry_loop *loop);
+
+/* timer.c */
+int ferry__timers_init(struct ferry__timers *t);
+void ferry__timers_term(ferry_loop *loop);
+void ferry__timers_remove(ferry_loop *loop, struct ferry_handle *h);
+void ferry__timers_collect(ferry_loop *loop, uint64_t now);
+int64_t ferry__timers_next(const ferry_loop *loop, uint64_t now);
+
+/* io.c */
+void ferry__io_init(struct ferry__io *io);
+void ferry__io_term(ferry_loop *loop);
+void ferry__io_event(ferry_loop *loop, int fd, unsigned events);
+int ferry__io_reregister(ferry_loop *loop);
+
+/* future.c: loop side of future completion */
+void ferry__future_run_done(struct ferry_handle *h);
+
+#endif /* FERRY_LOOP_INTERNAL_H */

@@ -1,0 +1,409 @@
+/*
+ * loop/loop.c: the loop's lifecycle and its phase order.
+ *
+ * One iteration (iterate) is, in order:
+ *   1. timeout: 0 if callbacks are ready or a stop is pending, else the
+ *      nearest timer, capped by the caller's bound;
+ *   2. poll: the wake-up protocol of wakeup.c around the poller's wait;
+ *      the eventfd is drained and the fds' handles are queued;
+ *   3. the inbox is drained (posts from one thread in post order);
+ *   4. due timers are queued;
+ *   5. the ready callbacks present at the start of this phase run.
+ * run_forever repeats until a stop, which is checked after each batch.
+ *
+ * Lifetime: the loop is reference counted (creator + ferry_loop_ref + one
+ * per bound future). close drops everything scheduled (each dispose once)
+ * and closes the epoll fd; the eventfd and the memory go with the last
+ * reference (wakeup.c says why).
+ *
+ * Running loop: a thread-local pointer plus the fork generation it was
+ * set under, so a forked child never sees its parent's running loop, even
+ * when fork() was called from a callback (asyncio's bpo-29703 fix).
+ *
+ * Thread: owner unless a function says otherwise.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "loop/internal.h"
+
+#define WAKE_TAG UINT64_MAX
+
+static _Thread_local ferry_loop *tls_running;
+static _Thread_local unsigned tls_gen;
+
+bool ferry__loop_stale(const ferry_loop *loop)
+{
+    return loop->fork_gen != ferry__fork_gen();
+}
+
+bool ferry__loop_on_owner(const ferry_loop *loop)
+{
+    return pthread_equal(loop->owner, pthread_self()) &&
+           !ferry__loop_stale(loop);
+}
+
+int ferry__loop_check(const ferry_loop *loop)
+{
+    if (loop == NULL)
+        return -EINVAL;
+    if (ferry__loop_stale(loop))
+        return -ECHILD;
+    if (!pthread_equal(loop->owner, pthread_self()))
+        return -EPERM;
+    return 0;
+}
+
+uint64_t ferry__loop_now(const ferry_loop *loop)
+{
+    return loop->clock ? loop->clock(loop->clock_ctx) : ferry__now_ns();
+}
+
+static int build_fds(ferry_loop *loop)
+{
+    int rc = ferry__poller_init(&loop->poller, loop->poller.max_events);
+    if (rc < 0)
+        return rc;
+    rc = ferry__wakeup_init(loop);
+    if (rc < 0)
+        goto out_term_poller;
+    rc = ferry__poller_add(&loop->poller, loop->efd, FERRY__POLL_IN, WAKE_TAG);
+    if (rc < 0)
+        goto out_term_wakeup;
+    return 0;
+out_term_wakeup:
+    ferry__wakeup_term(loop);
+out_term_poller:
+    ferry__poller_term(&loop->poller);
+    return rc;
+}
+
+FERRY_API int ferry_loop_new(ferry_loop **out,
+                             const struct ferry_loop_opts *opts)
+{
+    if (out == NULL)
+        return -EINVAL;
+    ferry__fork_init();
+    ferry_loop *loop = aligned_alloc(FERRY__CACHELINE, sizeof *loop);
+    if (loop == NULL)
+        return -ENOMEM;
+    *loop = (ferry_loop){0};
+    loop->poller.max_events = opts && opts->max_events ? opts->max_events : 256;
+    loop->clock = opts ? opts->clock : NULL;
+    loop->clock_ctx = opts ? opts->clock_ctx : NULL;
+    loop->slow_threshold = 100000000u;
+    loop->owner = pthread_self();
+    loop->pid = getpid();
+    loop->fork_gen = ferry__fork_gen();
+    atomic_init(&loop->refs, 1);
+    ferry__timers_init(&loop->timers);
+    ferry__io_init(&loop->io);
+    int rc = build_fds(loop);
+    if (rc < 0) {
+        free(loop);
+        return rc;
+    }
+    *out = loop;
+    return 0;
+}
+
+FERRY_API void ferry_loop_ref(ferry_loop *loop)
+{
+    if (loop != NULL)
+        atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
+}
+
+FERRY_API void ferry_loop_unref(ferry_loop *loop)
+{
+    if (loop == NULL)
+        return;
+    /* Release: our uses of the loop happen-before the free on whichever
+     * thread drops the last reference; the acquire fence pairs with it. */
+    if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_release) != 1)
+        return;
+    atomic_thread_fence(memory_order_acquire);
+    ferry__wakeup_term(loop);
+    free(loop);
+}
+
+static void close_all(ferry_loop *loop, bool stale)
+{
+    atomic_store_explicit(&loop->closed, true, memory_order_relaxed);
+    ferry__inbox_close(loop, !stale);
+    ferry__ready_term(loop);
+    ferry__timers_term(loop);
+    ferry__io_term(loop);
+    ferry__poller_term(&loop->poller);
+    atomic_store_explicit(&loop->polling, 0, memory_order_relaxed);
+}
+
+FERRY_API int ferry_loop_close(ferry_loop *loop)
+{
+    if (loop == NULL)
+        return -EINVAL;
+    bool stale = ferry__loop_stale(loop);
+    /* A stale loop belongs to the child's only thread, whoever it was. */
+    if (!stale && !pthread_equal(loop->owner, pthread_self()))
+        return -EPERM;
+    if (!stale && atomic_load_explicit(&loop->running, memory_order_relaxed))
+        return -EBUSY;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return 0;
+    close_all(loop, stale);
+    return 0;
+}
+
+FERRY_API int ferry_loop_free(ferry_loop *loop)
+{
+    int rc = ferry_loop_close(loop);
+    if (rc < 0)
+        return rc;
+    ferry_loop_unref(loop);
+    return 0;
+}
+
+static void on_poll(void *arg, uint64_t tag, unsigned events)
+{
+    ferry_loop *loop = arg;
+    if (tag == WAKE_TAG)
+        ferry__wakeup_on_event(loop);
+    else
+        ferry__io_event(loop, (int)tag, events);
+}
+
+static int64_t poll_timeout(ferry_loop *loop, int64_t bound)
+{
+    if (loop->ready.head != NULL ||
+        atomic_load_explicit(&loop->stopping, memory_order_relaxed))
+        return 0;
+    int64_t t = ferry__timers_next(loop, ferry__loop_now(loop));
+    if (bound >= 0 && (t < 0 || t > bound))
+        t = bound;
+    return t;
+}
+
+static void iterate(ferry_loop *loop, int64_t bound)
+{
+    int64_t timeout = poll_timeout(loop, bound);
+    timeout = ferry__wakeup_prepare_poll(loop, timeout);
+    ferry__poller_wait(&loop->poller, timeout, on_poll, loop);
+    ferry__wakeup_after_poll(loop);
+    ferry__inbox_drain(loop);
+    ferry__timers_collect(loop, ferry__loop_now(loop));
+    ferry__ready_run(loop);
+    loop->stats.iterations++;
+}
+
+/* Enter or leave the running state; refuses a second loop on a thread. */
+static int enter(ferry_loop *loop)
+{
+    int rc = ferry__loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    if (atomic_load_explicit(&loop->running, memory_order_relaxed) ||
+        ferry_loop_running() != NULL)
+        return -EBUSY;
+    atomic_store_explicit(&loop->running, true, memory_order_relaxed);
+    tls_running = loop;
+    tls_gen = loop->fork_gen;
+    return 0;
+}
+
+static void leave(ferry_loop *loop)
+{
+    tls_running = NULL;
+    atomic_store_explicit(&loop->running, false, memory_order_relaxed);
+}
+
+FERRY_API int ferry_loop_run_once(ferry_loop *loop, int64_t timeout_ns)
+{
+    int rc = enter(loop);
+    if (rc < 0)
+        return rc;
+    iterate(loop, timeout_ns < 0 ? -1 : timeout_ns);
+    leave(loop);
+    return ferry__loop_stale(loop) ? -ECHILD : 0;
+}
+
+FERRY_API int ferry_loop_run_forever(ferry_loop *loop)
+{
+    int rc = enter(loop);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        iterate(loop, -1);
+        if (ferry__loop_stale(loop)) {
+            rc = -ECHILD; /* forked inside a callback: the child stops */
+            break;
+        }
+        if (atomic_load_explicit(&loop->stopping, memory_order_relaxed))
+            break;
+    }
+    atomic_store_explicit(&loop->stopping, 0, memory_order_relaxed);
+    leave(loop);
+    return rc;
+}
+
+static void stop_on_done(ferry_future *fut, void *arg)
+{
+    (void)fut;
+    ferry_loop_stop(arg);
+}
+
+FERRY_API int ferry_loop_run_until_complete(ferry_loop *loop, ferry_future *fut,
+                                            void **result)
+{
+    if (loop == NULL || fut == NULL)
+        return -EINVAL;
+    if (ferry_future_loop(fut) != loop)
+        return -EINVAL;
+    int rc = ferry_future_add_done_callback(fut, stop_on_done, loop, NULL);
+    if (rc < 0)
+        return rc;
+    rc = ferry_loop_run_forever(loop);
+    if (!ferry_future_done(fut)) {
+        ferry_future_remove_done_callback(fut, stop_on_done, loop);
+        return rc < 0 ? rc : -EAGAIN;
+    }
+    if (rc < 0)
+        return rc;
+    return ferry_future_result(fut, result);
+}
+
+FERRY_API int ferry_loop_stop(ferry_loop *loop)
+{
+    if (loop == NULL)
+        return -EINVAL;
+    if (ferry__loop_stale(loop))
+        return -ECHILD;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    atomic_store_explicit(&loop->stopping, 1, memory_order_relaxed);
+    /* Wake a sleeping loop; the signal's seq_cst fence orders the store
+     * above before its read of polling (wakeup.c). */
+    ferry__wakeup_signal(loop);
+    return 0;
+}
+
+FERRY_API bool ferry_loop_is_running(const ferry_loop *loop)
+{
+    return loop != NULL &&
+           atomic_load_explicit(&loop->running, memory_order_relaxed);
+}
+
+FERRY_API bool ferry_loop_is_closed(const ferry_loop *loop)
+{
+    return loop != NULL &&
+           atomic_load_explicit(&loop->closed, memory_order_relaxed);
+}
+
+FERRY_API uint64_t ferry_loop_time(const ferry_loop *loop)
+{
+    return loop != NULL ? ferry__loop_now(loop) : 0;
+}
+
+FERRY_API ferry_loop *ferry_loop_running(void)
+{
+    if (tls_running == NULL || tls_gen != ferry__fork_gen())
+        return NULL;
+    return tls_running;
+}
+
+FERRY_API int ferry_loop_fd(const ferry_loop *loop)
+{
+    if (loop == NULL)
+        return -EINVAL;
+    if (ferry__loop_stale(loop))
+        return -ECHILD;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    ferry_loop *l = (ferry_loop *)loop;
+    /* From now on polling stays set, so every post (coalesced by
+     * wake_pending) makes the epoll fd readable for the embedder's poll.
+     * seq_cst store: pairs with the producers' fence as in wakeup.c. */
+    atomic_store_explicit(&l->embedded, true, memory_order_relaxed);
+    atomic_store_explicit(&l->polling, 1, memory_order_seq_cst);
+    return loop->poller.fd;
+}
+
+FERRY_API int64_t ferry_loop_timeout(ferry_loop *loop)
+{
+    int rc = ferry__loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    /* Dekker partner of the producers' fence: polling was set (seq_cst)
+     * before this inbox read, see ferry_loop_fd. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (ferry__inbox_nonempty(loop))
+        return 0;
+    return poll_timeout(loop, -1);
+}
+
+FERRY_API int ferry_loop_set_slow_callback(ferry_loop *loop,
+                                           uint64_t threshold_ns,
+                                           ferry_slow_hook_fn *hook,
+                                           void *hook_arg)
+{
+    int rc = ferry__loop_check(loop);
+    if (rc < 0)
+        return rc;
+    loop->slow_hook = hook;
+    loop->slow_arg = hook_arg;
+    loop->slow_threshold = threshold_ns ? threshold_ns : 100000000u;
+    return 0;
+}
+
+FERRY_API int ferry_loop_stats(const ferry_loop *loop,
+                               struct ferry_loop_stats *out)
+{
+    if (loop == NULL || out == NULL)
+        return -EINVAL;
+    *out = loop->stats;
+    out->wakeups_written =
+        atomic_load_explicit(&loop->wakeups_written, memory_order_relaxed);
+    return 0;
+}
+
+FERRY_API int ferry_loop_after_fork(ferry_loop *loop)
+{
+    if (loop == NULL)
+        return -EINVAL;
+    if (!ferry__loop_stale(loop) && loop->pid == getpid())
+        return -EALREADY;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    /* Posts queued by the parent's other threads are the parent's: forget
+     * them without running or disposing (their memory is a copy). */
+    atomic_store_explicit(&loop->inbox, NULL, memory_order_relaxed);
+    /* close(), never EPOLL_CTL_DEL: the instance is shared with the
+     * parent. The old fds are closed only once the new ones exist, so a
+     * failure leaves the loop stale but intact. */
+    struct ferry__poller old_poller = loop->poller;
+    int old_efd = loop->efd;
+    int rc = build_fds(loop);
+    if (rc < 0) {
+        loop->poller = old_poller;
+        loop->efd = old_efd;
+        return rc;
+    }
+    ferry__poller_term(&old_poller);
+    close(old_efd);
+    atomic_store_explicit(&loop->polling, 0, memory_order_relaxed);
+    atomic_store_explicit(&loop->wake_pending, 0, memory_order_relaxed);
+    /* Forked inside one of this loop's callbacks: the child is still inside
+     * its run call, which goes on. Forked from any other thread: nobody
+     * runs it in the child. */
+    if (tls_running != loop)
+        atomic_store_explicit(&loop->running, false, memory_order_relaxed);
+    else
+        tls_gen = ferry__fork_gen();
+    atomic_store_explicit(&loop->embedded, false, memory_order_relaxed);
+    loop->owner = pthread_self();
+    loop->pid = getpid();
+    loop->fork_gen = ferry__fork_gen();
+    return ferry__io_reregister(loop);
+}

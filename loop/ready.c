@@ -1,0 +1,244 @@
+/*
+ * loop/ready.c: handles, the ready queue, call_soon and
+ * call_soon_threadsafe, and slow-callback detection.
+ *
+ * The ready queue is a singly linked FIFO. Phase 4 of an iteration detaches
+ * the whole list and runs it, so callbacks scheduled while it runs land in
+ * the fresh list and wait for the next iteration (asyncio's ntodo rule).
+ * Cancelling a queued handle marks it dropped (and disposes it at once);
+ * the runner skips it. O(1) either way.
+ *
+ * Invariants: a handle is in the ready queue iff h->queued; the queue holds
+ * one reference on each queued handle; a one-shot handle ends in exactly
+ * one of HANDLE_RAN (callback ran) or HANDLE_DROPPED (dispose ran).
+ *
+ * Slow callbacks (S15): with a hook set, one CLOCK_MONOTONIC read per
+ * callback (the end of one callback is the start of the next); the symbol
+ * comes from dladdr(3). Without a hook no clock is read.
+ *
+ * Thread: owner, except ferry_call_soon_threadsafe (any thread).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop/internal.h"
+
+struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind)
+{
+    struct ferry_handle *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->loop = loop;
+    h->refs = 1;
+    h->kind = (uint8_t)kind;
+    h->state = HANDLE_IDLE;
+    h->heap_idx = SIZE_MAX;
+    return h;
+}
+
+void ferry__handle_put(struct ferry_handle *h)
+{
+    if (--h->refs != 0)
+        return;
+    if (h->fut != NULL)
+        ferry_future_unref(h->fut);
+    free(h);
+}
+
+void ferry__handle_drop(struct ferry_handle *h)
+{
+    if (h->state == HANDLE_RAN || h->state == HANDLE_DROPPED)
+        return;
+    h->state = HANDLE_DROPPED;
+    if (h->dispose != NULL)
+        h->dispose(h->arg);
+}
+
+void ferry__ready_push(ferry_loop *loop, struct ferry_handle *h)
+{
+    if (h->queued)
+        return;
+    h->queued = true;
+    h->refs++;
+    h->next = NULL;
+    if (h->kind != HANDLE_WATCH)
+        h->state = HANDLE_SCHEDULED;
+    if (loop->ready.tail != NULL)
+        loop->ready.tail->next = h;
+    else
+        loop->ready.head = h;
+    loop->ready.tail = h;
+}
+
+static const char *symbol_of(const struct ferry_handle *h)
+{
+    void *addr;
+    /* Function pointer to object pointer: not ISO C, but POSIX dlsym
+     * requires the two to be interchangeable; memcpy avoids the warning. */
+    if (h->kind == HANDLE_DONE)
+        memcpy(&addr, &h->fn.fcb, sizeof addr);
+    else
+        memcpy(&addr, &h->fn.cb, sizeof addr);
+    Dl_info info;
+    if (dladdr(addr, &info) == 0 || info.dli_sname == NULL)
+        return NULL;
+    return info.dli_sname;
+}
+
+static void run_one(struct ferry_handle *h)
+{
+    switch ((enum handle_kind)h->kind) {
+    case HANDLE_CALL:
+        h->state = HANDLE_RAN;
+        h->fn.cb(h->arg);
+        break;
+    case HANDLE_DONE:
+        h->state = HANDLE_RAN;
+        ferry__future_run_done(h);
+        break;
+    case HANDLE_WATCH:
+        h->fn.cb(h->arg);
+        break;
+    }
+}
+
+void ferry__ready_run(ferry_loop *loop)
+{
+    struct ferry_handle *h = loop->ready.head;
+    loop->ready.head = loop->ready.tail = NULL;
+    uint64_t t0 = loop->slow_hook != NULL ? ferry__now_ns() : 0;
+    while (h != NULL) {
+        struct ferry_handle *next = h->next;
+        h->next = NULL;
+        h->queued = false;
+        if (h->state != HANDLE_DROPPED) {
+            run_one(h);
+            loop->stats.callbacks++;
+            if (loop->slow_hook != NULL) {
+                uint64_t t1 = ferry__now_ns();
+                if (t1 - t0 >= loop->slow_threshold) {
+                    loop->stats.slow_callbacks++;
+                    loop->slow_hook(loop->slow_arg, symbol_of(h), t1 - t0);
+                    t1 = ferry__now_ns(); /* don't bill the hook */
+                }
+                t0 = t1;
+            }
+        }
+        ferry__handle_put(h);
+        h = next;
+    }
+}
+
+void ferry__ready_term(ferry_loop *loop)
+{
+    struct ferry_handle *h = loop->ready.head;
+    loop->ready.head = loop->ready.tail = NULL;
+    while (h != NULL) {
+        struct ferry_handle *next = h->next;
+        h->queued = false;
+        if (h->kind != HANDLE_WATCH)
+            ferry__handle_drop(h);
+        ferry__handle_put(h);
+        h = next;
+    }
+}
+
+static int check_open(ferry_loop *loop)
+{
+    int rc = ferry__loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    return 0;
+}
+
+FERRY_API int ferry_call_soon(ferry_loop *loop, ferry_cb *cb, void *arg,
+                              ferry_free_fn *dispose, ferry_handle **out)
+{
+    if (cb == NULL)
+        return -EINVAL;
+    int rc = check_open(loop);
+    if (rc < 0)
+        return rc;
+    struct ferry_handle *h = ferry__handle_new(loop, HANDLE_CALL);
+    if (h == NULL)
+        return -ENOMEM;
+    h->fn.cb = cb;
+    h->arg = arg;
+    h->dispose = dispose;
+    ferry__ready_push(loop, h);
+    if (out != NULL)
+        *out = h; /* the creation reference becomes the caller's */
+    else
+        ferry__handle_put(h);
+    return 0;
+}
+
+static void post_run(struct ferry__post *p, ferry_loop *loop)
+{
+    struct ferry_handle *h = ferry__container_of(p, struct ferry_handle, post);
+    ferry__ready_push(loop, h);
+    ferry__handle_put(h); /* the post's reference; the queue holds one */
+}
+
+static void post_drop(struct ferry__post *p)
+{
+    struct ferry_handle *h = ferry__container_of(p, struct ferry_handle, post);
+    ferry__handle_drop(h);
+    ferry__handle_put(h);
+}
+
+FERRY_API int ferry_call_soon_threadsafe(ferry_loop *loop, ferry_cb *cb,
+                                         void *arg, ferry_free_fn *dispose)
+{
+    if (loop == NULL || cb == NULL)
+        return -EINVAL;
+    if (loop->fork_gen != ferry__fork_gen())
+        return -ECHILD;
+    /* Checked again, atomically, by the push (the inbox sentinel); this
+     * early answer only saves an allocation. */
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    struct ferry_handle *h = ferry__handle_new(loop, HANDLE_CALL);
+    if (h == NULL)
+        return -ENOMEM;
+    h->fn.cb = cb;
+    h->arg = arg;
+    h->dispose = dispose;
+    h->post.run = post_run;
+    h->post.drop = post_drop;
+    int rc = ferry__loop_post(loop, &h->post);
+    if (rc < 0)
+        free(h); /* never published: arg stays the caller's */
+    return rc;
+}
+
+FERRY_API int ferry_handle_cancel(ferry_handle *h)
+{
+    if (h == NULL)
+        return -EINVAL;
+    /* State first: a handle that ran or was dropped (also by a close) never
+     * touches its loop, which may be gone. */
+    if (h->state == HANDLE_RAN || h->state == HANDLE_DROPPED)
+        return -EALREADY;
+    if (!ferry__loop_on_owner(h->loop))
+        return -EPERM;
+    if (h->heap_idx != SIZE_MAX)
+        ferry__timers_remove(h->loop, h);
+    ferry__handle_drop(h);
+    return 0;
+}
+
+FERRY_API bool ferry_handle_cancelled(const ferry_handle *h)
+{
+    return h != NULL && h->state == HANDLE_DROPPED;
+}
+
+FERRY_API void ferry_handle_unref(ferry_handle *h)
+{
+    if (h != NULL)
+        ferry__handle_put(h);
+}

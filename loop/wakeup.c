@@ -1,0 +1,172 @@
+/*
+ * loop/wakeup.c: the cross-thread inbox and the coalesced eventfd wake-up.
+ *
+ * Inbox: an intrusive Treiber stack (R. K. Treiber, "Systems Programming:
+ * Coping with Parallelism", IBM RJ 5118, 1986) whose consumer takes the
+ * whole list with one exchange and reverses it, so posts from one producer
+ * run in post order. The consumer never pops single nodes, so there is no
+ * ABA. We do not use ck_stack_push_upmc because close must be atomic with
+ * the post: close swaps in a sentinel (FERRY__INBOX_CLOSED), and a
+ * producer's CAS loop refuses to push onto it. A post therefore either
+ * lands before the close (and close disposes it) or returns -ESHUTDOWN:
+ * never lost, never run after close (libuv #2226/#4922 show the bug this
+ * avoids).
+ *
+ * Wake-up (algorithms.md §4.2), Dekker's pattern on two flags:
+ *   producer: push node; fence(seq_cst); if polling && !xchg(wake_pending)
+ *             write(eventfd)
+ *   loop:     polling = 1; fence(seq_cst); if inbox non-empty or stopping:
+ *             don't block; epoll; polling = 0; on eventfd: read it,
+ *             wake_pending = 0 (before draining); drain.
+ * With both fences, at least one side sees the other's store: either the
+ * loop sees the node and does not block, or the producer sees polling and
+ * writes. wake_pending makes it one write per sleep. A model of this
+ * protocol is issue 6's loop/wakeup.pml.
+ *
+ * The eventfd stays open until the loop's last reference goes, because a
+ * producer that pushed just before a close may still be about to write it.
+ *
+ * Thread: ferry__loop_post and ferry__wakeup_signal any thread; the rest
+ * the owner thread.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "loop/internal.h"
+
+int ferry__wakeup_init(ferry_loop *loop)
+{
+    loop->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (loop->efd < 0)
+        return -errno;
+    atomic_init(&loop->inbox, NULL);
+    atomic_init(&loop->polling, 0);
+    atomic_init(&loop->wake_pending, 0);
+    return 0;
+}
+
+void ferry__wakeup_term(ferry_loop *loop)
+{
+    if (loop->efd >= 0)
+        close(loop->efd);
+    loop->efd = -1;
+}
+
+void ferry__wakeup_signal(ferry_loop *loop)
+{
+    /* StoreLoad: the caller's publication (inbox push, stopping flag) must
+     * be visible before we read polling; pairs with the fence in
+     * ferry__wakeup_prepare_poll. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&loop->polling, memory_order_relaxed))
+        return;
+    /* Cheap read first (libuv's trick): most posts during a sleep find a
+     * write already in flight and stop here without a locked RMW. */
+    if (atomic_load_explicit(&loop->wake_pending, memory_order_relaxed))
+        return;
+    if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel))
+        return;
+    uint64_t one = 1;
+    /* EAGAIN only if the counter would overflow: the fd is readable then,
+     * so the wake-up is not lost. */
+    (void)!write(loop->efd, &one, sizeof one);
+    atomic_fetch_add_explicit(&loop->wakeups_written, 1, memory_order_relaxed);
+}
+
+int ferry__loop_post(ferry_loop *loop, struct ferry__post *p)
+{
+    struct ferry__post *head =
+        atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+    do {
+        if (head == FERRY__INBOX_CLOSED)
+            return -ESHUTDOWN;
+        p->next = head;
+        /* Release: the node's contents (written by the caller and p->next)
+         * happen-before the consumer's acquire exchange in drain. */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &loop->inbox, &head, p, memory_order_release, memory_order_relaxed));
+    ferry__wakeup_signal(loop);
+    return 0;
+}
+
+bool ferry__inbox_nonempty(const ferry_loop *loop)
+{
+    struct ferry__post *head = atomic_load_explicit(
+        &((ferry_loop *)loop)->inbox, memory_order_relaxed);
+    return head != NULL && head != FERRY__INBOX_CLOSED;
+}
+
+int64_t ferry__wakeup_prepare_poll(ferry_loop *loop, int64_t timeout_ns)
+{
+    if (timeout_ns == 0)
+        return 0;
+    atomic_store_explicit(&loop->polling, 1, memory_order_relaxed);
+    /* StoreLoad: polling = 1 before we look at the inbox and the stop flag;
+     * pairs with the fence in ferry__wakeup_signal. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (ferry__inbox_nonempty(loop) ||
+        atomic_load_explicit(&loop->stopping, memory_order_relaxed))
+        return 0;
+    return timeout_ns;
+}
+
+void ferry__wakeup_after_poll(ferry_loop *loop)
+{
+    if (!atomic_load_explicit(&loop->embedded, memory_order_relaxed))
+        atomic_store_explicit(&loop->polling, 0, memory_order_relaxed);
+}
+
+void ferry__wakeup_on_event(ferry_loop *loop)
+{
+    uint64_t v;
+    (void)!read(loop->efd, &v, sizeof v); /* counter mode: one read drains */
+    /* Cleared before the drain that follows: a post landing after the drain
+     * then sees wake_pending == 0 and writes again. Release pairs with the
+     * producers' acq_rel exchange. */
+    atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+}
+
+static struct ferry__post *reverse(struct ferry__post *p)
+{
+    struct ferry__post *prev = NULL;
+    while (p != NULL) {
+        struct ferry__post *next = p->next;
+        p->next = prev;
+        prev = p;
+        p = next;
+    }
+    return prev;
+}
+
+void ferry__inbox_drain(ferry_loop *loop)
+{
+    if (!ferry__inbox_nonempty(loop))
+        return;
+    /* Acquire: pairs with the producers' release CAS, so every node's
+     * contents are visible. */
+    struct ferry__post *p =
+        atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+    for (p = reverse(p); p != NULL;) {
+        struct ferry__post *next = p->next;
+        p->run(p, loop);
+        loop->stats.posts++;
+        p = next;
+    }
+}
+
+void ferry__inbox_close(ferry_loop *loop, bool dispose)
+{
+    /* Acq_rel: acquire as in drain; release so that producers that see the
+     * sentinel are ordered after everything close did before. */
+    struct ferry__post *p = atomic_exchange_explicit(
+        &loop->inbox, FERRY__INBOX_CLOSED, memory_order_acq_rel);
+    if (p == FERRY__INBOX_CLOSED || !dispose)
+        return; /* in a forked child the nodes belong to the parent */
+    for (p = reverse(p); p != NULL;) {
+        struct ferry__post *next = p->next;
+        p->drop(p);
+        p = next;
+    }
+}
