@@ -104,12 +104,29 @@ static void run_one(struct ferry_handle *h)
     }
 }
 
+/* Forked inside a callback: the rest of the batch goes back to the front of
+ * the queue, unrun; the child decides (after_fork) whether to go on. */
+static void requeue(ferry_loop *loop, struct ferry_handle *h)
+{
+    struct ferry_handle *last = h;
+    while (last->next != NULL)
+        last = last->next;
+    last->next = loop->ready.head;
+    if (loop->ready.head == NULL)
+        loop->ready.tail = last;
+    loop->ready.head = h;
+}
+
 void ferry__ready_run(ferry_loop *loop)
 {
     struct ferry_handle *h = loop->ready.head;
     loop->ready.head = loop->ready.tail = NULL;
     uint64_t t0 = loop->slow_hook != NULL ? ferry__now_ns() : 0;
     while (h != NULL) {
+        if (ferry__loop_stale(loop)) {
+            requeue(loop, h);
+            return;
+        }
         struct ferry_handle *next = h->next;
         h->next = NULL;
         h->queued = false;
