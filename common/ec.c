@@ -54,13 +54,29 @@ const struct ck_ec_mode ferry__ec_mode = {
     .single_producer = false,
 };
 
+/*
+ * ck's slow path sleeps in growing steps (initial_wait_ns, x8, ...) and
+ * checks the caller's deadline only between steps, so a 3 ms timeout could
+ * sleep a whole step. The predicate, which ck calls before each sleep with
+ * the step's partial deadline, clamps that deadline to ours.
+ */
+static int clamp_to_deadline(const struct ck_ec_wait_state *state,
+                             struct timespec *partial)
+{
+    const struct timespec *dl = state->data;
+    if (dl->tv_sec < partial->tv_sec ||
+        (dl->tv_sec == partial->tv_sec && dl->tv_nsec < partial->tv_nsec))
+        *partial = *dl;
+    return 0;
+}
+
 int ferry__ec_wait(struct ck_ec32 *ec, uint32_t old, uint64_t deadline_ns)
 {
-    struct timespec ts;
-    const struct timespec *dl = NULL;
-    if (deadline_ns != 0) {
-        ts = ferry__ns_to_ts(deadline_ns);
-        dl = &ts;
-    }
-    return ck_ec32_wait(ec, &ferry__ec_mode, old, dl) == 0 ? 0 : -ETIMEDOUT;
+    if (deadline_ns == 0)
+        return ck_ec32_wait(ec, &ferry__ec_mode, old, NULL) == 0 ? 0
+                                                                 : -ETIMEDOUT;
+    struct timespec ts = ferry__ns_to_ts(deadline_ns);
+    int rc = ck_ec32_wait_pred(ec, &ferry__ec_mode, old, clamp_to_deadline,
+                               &ts, &ts);
+    return rc == 0 ? 0 : -ETIMEDOUT;
 }
