@@ -207,8 +207,8 @@ static void iterate(ferry_loop *loop, int64_t bound)
     loop->stats.iterations++;
 }
 
-/* Enter or leave the running state; refuses a second loop on a thread. */
-static int enter(ferry_loop *loop)
+/* Whether this thread may run the loop now (the errors of run_*). */
+static int can_run(const ferry_loop *loop)
 {
     int rc = ferry__loop_check(loop);
     if (rc < 0)
@@ -218,6 +218,15 @@ static int enter(ferry_loop *loop)
     if (atomic_load_explicit(&loop->running, memory_order_relaxed) ||
         ferry_loop_running() != NULL)
         return -EBUSY;
+    return 0;
+}
+
+/* Enter or leave the running state; refuses a second loop on a thread. */
+static int enter(ferry_loop *loop)
+{
+    int rc = can_run(loop);
+    if (rc < 0)
+        return rc;
     atomic_store_explicit(&loop->running, true, memory_order_relaxed);
     tls_running = loop;
     tls_gen = loop->fork_gen;
@@ -272,7 +281,12 @@ FERRY_API int ferry_loop_run_until_complete(ferry_loop *loop, ferry_future *fut,
         return -EINVAL;
     if (ferry_future_loop(fut) != loop)
         return -EINVAL;
-    int rc = ferry_future_add_done_callback(fut, stop_on_done, loop, NULL);
+    /* Checked before registering: a callback left queued by a run that
+     * could not start would stop a later, unrelated run. */
+    int rc = can_run(loop);
+    if (rc < 0)
+        return rc;
+    rc = ferry_future_add_done_callback(fut, stop_on_done, loop, NULL);
     if (rc < 0)
         return rc;
     rc = ferry_loop_run_forever(loop);

@@ -135,12 +135,15 @@ void ferry__ready_run(ferry_loop *loop)
             loop->stats.callbacks++;
             if (loop->slow_hook != NULL) {
                 uint64_t t1 = ferry__now_ns();
-                if (t1 - t0 >= loop->slow_threshold) {
+                /* t0 == 0: the hook was set by this very callback. */
+                if (t0 != 0 && t1 - t0 >= loop->slow_threshold) {
                     loop->stats.slow_callbacks++;
                     loop->slow_hook(loop->slow_arg, symbol_of(h), t1 - t0);
                     t1 = ferry__now_ns(); /* don't bill the hook */
                 }
                 t0 = t1;
+            } else {
+                t0 = 0;
             }
         }
         ferry__handle_put(h);

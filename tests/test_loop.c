@@ -215,6 +215,36 @@ static void test_S7_run_until_complete_other_loop_einval(void **state)
     assert_int_equal(ferry_loop_free(other), 0);
 }
 
+struct nested {
+    ferry_loop *loop;
+    ferry_future *fut;
+    int rc;
+};
+
+static void nested_run_until_complete(void *arg)
+{
+    struct nested *n = arg;
+    n->rc = ferry_loop_run_until_complete(n->loop, n->fut, NULL);
+}
+
+static void test_S7_run_until_complete_nested_busy(void **state)
+{
+    struct fx *fx = *state;
+    struct nested n = {.loop = fx->loop};
+    assert_int_equal(ferry_future_new(fx->loop, &n.fut), 0);
+    assert_int_equal(ferry_future_set_result(n.fut, NULL, NULL), 0);
+    ferry_call_soon(fx->loop, nested_run_until_complete, &n, NULL, NULL);
+    assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    assert_int_equal(n.rc, -EBUSY);
+    /* Nothing was left queued that would stop a later run early. */
+    assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    ferry_call_soon(fx->loop, push_id, rec(fx, 5), NULL, NULL);
+    ferry_call_soon(fx->loop, stop_loop, fx->loop, NULL, NULL);
+    assert_int_equal(ferry_loop_run_forever(fx->loop), 0);
+    assert_int_equal(fx->log.n, 1);
+    ferry_future_unref(n.fut);
+}
+
 /* ---- S8: stop ---- */
 
 static int pipe_reads;
@@ -767,6 +797,7 @@ int main(void)
         T(test_S7_run_until_complete_returns_result),
         T(test_S7_run_until_complete_stopped_early),
         T(test_S7_run_until_complete_other_loop_einval),
+        T(test_S7_run_until_complete_nested_busy),
         T(test_S8_stop_before_run_forever),
         T(test_S8_stop_during_run_finishes_batch),
         T(test_S8_stop_is_threadsafe),
