@@ -30,8 +30,8 @@
 
 #include "loop/internal.h"
 
-int ferry__future_init(ferry_future *f, ferry_loop *loop,
-                       void (*release)(ferry_future *f))
+void ferry__future_init(ferry_future *f, ferry_loop *loop,
+                        const struct ferry__future_ops *ops)
 {
     atomic_init(&f->state, FUT_PENDING);
     atomic_init(&f->refs, 1);
@@ -42,11 +42,10 @@ int ferry__future_init(ferry_future *f, ferry_loop *loop,
     f->loop = loop;
     f->cbs_head = f->cbs_tail = NULL;
     f->dispatched = false;
-    f->on_cancel = NULL;
-    f->release = release;
+    f->ops = ops;
+    atomic_init(&f->notify, NULL);
     if (loop != NULL)
         ferry_loop_ref(loop);
-    return 0;
 }
 
 FERRY_API int ferry_future_new(ferry_loop *loop, ferry_future **out)
@@ -93,8 +92,8 @@ static void destroy(ferry_future *f)
         f->dtor != NULL)
         f->dtor(f->result);
     ferry_loop *loop = f->loop;
-    if (f->release != NULL)
-        f->release(f);
+    if (f->ops != NULL)
+        f->ops->release(f);
     else
         free(f);
     ferry_loop_unref(loop);
@@ -147,20 +146,51 @@ static void post_drop(struct ferry__post *p)
     ferry_future_unref(ferry__container_of(p, ferry_future, post));
 }
 
+static const struct ferry__post_ops future_post = {.run = post_run,
+                                                   .drop = post_drop};
+
+bool ferry__future_notify(ferry_future *f, struct ferry__notify *n)
+{
+    struct ferry__notify *head =
+        atomic_load_explicit(&f->notify, memory_order_acquire);
+    do {
+        if (head == FERRY__NOTIFY_CLOSED)
+            return false;
+        n->next = head;
+        /* Release: n's fields before the completer's acquire exchange. */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &f->notify, &head, n, memory_order_release, memory_order_acquire));
+    return true;
+}
+
+static void run_notifiers(ferry_future *f)
+{
+    /* Acq_rel: acquire pairs with the registrars' release CAS; release
+     * makes the published state visible to a registrar that then sees the
+     * sentinel and handles completion itself. */
+    struct ferry__notify *n = atomic_exchange_explicit(
+        &f->notify, FERRY__NOTIFY_CLOSED, memory_order_acq_rel);
+    while (n != NULL) {
+        struct ferry__notify *next = n->next;
+        n->fn(n, f);
+        n = next;
+    }
+}
+
 static void complete(ferry_future *f)
 {
     /* ck_ec_inc is a write barrier after our release store of the state:
      * a waiter that snapshotted the ec before checking the state either
      * saw the final state or sees the ec move (common/ec.c). */
     ck_ec32_inc(&f->ec, &ferry__ec_mode);
+    run_notifiers(f);
     if (f->loop == NULL)
         return;
     if (ferry__loop_on_owner(f->loop)) {
         dispatch(f);
         return;
     }
-    f->post.run = post_run;
-    f->post.drop = post_drop;
+    f->post.ops = &future_post;
     ferry_future_ref(f);
     if (ferry__loop_post(f->loop, &f->post) < 0)
         ferry_future_unref(f); /* closed: destroy disposes the callbacks */
@@ -251,8 +281,8 @@ FERRY_API bool ferry_future_cancel(ferry_future *fut)
     } while (!atomic_compare_exchange_weak_explicit(
         &fut->state, &s, FUT_CANCELLED, memory_order_acq_rel,
         memory_order_acquire));
-    if (fut->on_cancel != NULL)
-        fut->on_cancel(fut);
+    if (fut->ops != NULL && fut->ops->on_cancel != NULL)
+        fut->ops->on_cancel(fut);
     complete(fut);
     return true;
 }

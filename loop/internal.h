@@ -24,15 +24,22 @@
 
 /*
  * A node of the cross-thread inbox. Producers own it until the push
- * succeeds; then the loop owns it and calls exactly one of run (drained on
- * the owner thread) or drop (the loop closed first; also on the owner
- * thread). Neither may run user callbacks inline except through the ready
- * queue; drop may call a dispose.
+ * succeeds; then the loop owns it and calls exactly one of ops->run
+ * (drained on the owner thread) or ops->drop (the loop closed first; also
+ * on the owner thread). Neither may run user callbacks inline except
+ * through the ready queue; drop may call a dispose. Two words: the ops
+ * live in static tables, which keeps offload jobs small.
  */
-struct ferry__post {
-    struct ferry__post *next; /* written before the publishing CAS */
+struct ferry__post;
+
+struct ferry__post_ops {
     void (*run)(struct ferry__post *p, ferry_loop *loop);
     void (*drop)(struct ferry__post *p);
+};
+
+struct ferry__post {
+    struct ferry__post *next; /* written before the publishing CAS */
+    const struct ferry__post_ops *ops;
 };
 
 enum handle_kind {
@@ -141,6 +148,25 @@ enum future_state {
     FUT_CANCELLED,
 };
 
+/* Hooks for code that embeds a future (the bridge). */
+struct ferry__future_ops {
+    /* Called once by the thread whose cancel (or timeout) won, after the
+     * state CAS: stop the attached work. */
+    void (*on_cancel)(ferry_future *f);
+    /* Frees the memory on the last unref, after the result's dtor. */
+    void (*release)(ferry_future *f);
+};
+
+/* A completion notifier: fn runs once, on the thread that completes the
+ * future (any thread), right after the state is published. It must not run
+ * user code; it may post to a loop. */
+struct ferry__notify {
+    struct ferry__notify *next;
+    void (*fn)(struct ferry__notify *n, ferry_future *f);
+};
+
+#define FERRY__NOTIFY_CLOSED ((struct ferry__notify *)(uintptr_t)1)
+
 /*
  * The future body, visible so that the bridge can embed one in a job (one
  * allocation per offload). state and refs are C11 atomics; ec is ck's and
@@ -161,17 +187,17 @@ struct ferry_future {
     struct ferry_handle *cbs_tail;
     bool dispatched;         /* callbacks moved to the ready queue */
     struct ferry__post post; /* completion notice from another thread */
-    /* Called once, by the thread whose cancel won, after the state CAS;
-     * the bridge cancels the attached task here. */
-    void (*on_cancel)(ferry_future *f);
-    /* Frees the memory on the last unref (NULL = free()); the bridge
-     * returns the enclosing job to its cache. */
-    void (*release)(ferry_future *f);
+    const struct ferry__future_ops *ops; /* NULL: plain heap future */
+    /* Notifiers run by the completing thread (wrap uses one); a Treiber
+     * list closed by FERRY__NOTIFY_CLOSED at completion. */
+    _Atomic(struct ferry__notify *) notify;
 };
 
 /* future.c: for code that embeds a future */
-int ferry__future_init(ferry_future *f, ferry_loop *loop,
-                       void (*release)(ferry_future *f));
+void ferry__future_init(ferry_future *f, ferry_loop *loop,
+                        const struct ferry__future_ops *ops);
+/* Register n; returns false (n not registered) if f already completed. */
+bool ferry__future_notify(ferry_future *f, struct ferry__notify *n);
 bool ferry__future_try_start(ferry_future *f);
 int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
                           int err);

@@ -211,6 +211,9 @@ static void post_drop(struct ferry__post *p)
     ferry__handle_put(h);
 }
 
+static const struct ferry__post_ops handle_post = {.run = post_run,
+                                                   .drop = post_drop};
+
 FERRY_API int ferry_call_soon_threadsafe(ferry_loop *loop, ferry_cb *cb,
                                          void *arg, ferry_free_fn *dispose)
 {
@@ -228,8 +231,7 @@ FERRY_API int ferry_call_soon_threadsafe(ferry_loop *loop, ferry_cb *cb,
     h->fn.cb = cb;
     h->arg = arg;
     h->dispose = dispose;
-    h->post.run = post_run;
-    h->post.drop = post_drop;
+    h->post.ops = &handle_post;
     int rc = ferry__loop_post(loop, &h->post);
     if (rc < 0)
         free(h); /* never published: arg stays the caller's */

@@ -150,7 +150,7 @@ void ferry__inbox_drain(ferry_loop *loop)
         atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
     for (p = reverse(p); p != NULL;) {
         struct ferry__post *next = p->next;
-        p->run(p, loop);
+        p->ops->run(p, loop);
         loop->stats.posts++;
         p = next;
     }
@@ -166,7 +166,7 @@ void ferry__inbox_close(ferry_loop *loop, bool dispose)
         return; /* in a forked child the nodes belong to the parent */
     for (p = reverse(p); p != NULL;) {
         struct ferry__post *next = p->next;
-        p->drop(p);
+        p->ops->drop(p);
         p = next;
     }
 }
