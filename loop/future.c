@@ -208,11 +208,8 @@ int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     do {
-        if (s >= FUT_COMPLETING) {
-            if (dtor != NULL)
-                dtor(value); /* a late result is never leaked */
-            return -EALREADY;
-        }
+        if (s >= FUT_COMPLETING)
+            return -EALREADY; /* value stays the caller's */
     } while (!atomic_compare_exchange_weak_explicit(
         &f->state, &s, FUT_COMPLETING, memory_order_acquire,
         memory_order_acquire));
@@ -225,6 +222,15 @@ int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
                           memory_order_release);
     complete(f);
     return 0;
+}
+
+/* A late result is never leaked: the loser's value goes to its dtor. */
+static int resolve_or_free(ferry_future *f, void *value, ferry_free_fn *dtor)
+{
+    int rc = ferry__future_resolve(f, value, dtor, 0);
+    if (rc == -EALREADY && dtor != NULL)
+        dtor(value);
+    return rc;
 }
 
 static int check_resolver(ferry_future *f)
@@ -242,7 +248,7 @@ FERRY_API int ferry_future_set_result(ferry_future *fut, void *value,
     int rc = check_resolver(fut);
     if (rc < 0)
         return rc;
-    return ferry__future_resolve(fut, value, dtor, 0);
+    return resolve_or_free(fut, value, dtor);
 }
 
 FERRY_API int ferry_future_set_error(ferry_future *fut, int err)
@@ -260,7 +266,7 @@ FERRY_API int ferry_future_set_result_threadsafe(ferry_future *fut, void *value,
 {
     if (fut == NULL)
         return -EINVAL;
-    return ferry__future_resolve(fut, value, dtor, 0);
+    return resolve_or_free(fut, value, dtor);
 }
 
 FERRY_API int ferry_future_set_error_threadsafe(ferry_future *fut, int err)

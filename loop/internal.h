@@ -117,6 +117,8 @@ struct ferry_loop {
     _Atomic bool running;
     _Atomic uint32_t refs;
     _Atomic uint64_t wakeups_written;
+    _Atomic bool default_pool_shut; /* bridge/: this loop called
+                                       ferry_loop_shutdown_default_executor */
     _Atomic bool embedded; /* ferry_loop_fd was called: polling stays set
                               so that posts wake the embedder's poll */
     int efd; /* eventfd: closed on the last unref, never by close */
@@ -199,6 +201,8 @@ void ferry__future_init(ferry_future *f, ferry_loop *loop,
 /* Register n; returns false (n not registered) if f already completed. */
 bool ferry__future_notify(ferry_future *f, struct ferry__notify *n);
 bool ferry__future_try_start(ferry_future *f);
+/* Resolve from any thread (err < 0: failed). Returns 0, or -EALREADY with
+ * value left to the caller. */
 int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
                           int err);
 
