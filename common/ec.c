@@ -76,7 +76,7 @@ int ferry__ec_wait(struct ck_ec32 *ec, uint32_t old, uint64_t deadline_ns)
         return ck_ec32_wait(ec, &ferry__ec_mode, old, NULL) == 0 ? 0
                                                                  : -ETIMEDOUT;
     struct timespec ts = ferry__ns_to_ts(deadline_ns);
-    int rc = ck_ec32_wait_pred(ec, &ferry__ec_mode, old, clamp_to_deadline,
-                               &ts, &ts);
+    int rc = ck_ec32_wait_pred(ec, &ferry__ec_mode, old, clamp_to_deadline, &ts,
+                               &ts);
     return rc == 0 ? 0 : -ETIMEDOUT;
 }

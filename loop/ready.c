@@ -25,11 +25,15 @@
 
 #include "loop/internal.h"
 
+_Static_assert(sizeof(struct ferry_handle) <= FERRY__BLOCK_SIZE,
+               "handles come from the block cache");
+
 struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind)
 {
-    struct ferry_handle *h = calloc(1, sizeof *h);
+    struct ferry_handle *h = ferry__block_alloc();
     if (h == NULL)
         return NULL;
+    memset(h, 0, sizeof *h);
     h->loop = loop;
     h->refs = 1;
     h->kind = (uint8_t)kind;
@@ -44,7 +48,7 @@ void ferry__handle_put(struct ferry_handle *h)
         return;
     if (h->fut != NULL)
         ferry_future_unref(h->fut);
-    free(h);
+    ferry__block_free(h);
 }
 
 void ferry__handle_drop(struct ferry_handle *h)
@@ -234,7 +238,7 @@ FERRY_API int ferry_call_soon_threadsafe(ferry_loop *loop, ferry_cb *cb,
     h->post.ops = &handle_post;
     int rc = ferry__loop_post(loop, &h->post);
     if (rc < 0)
-        free(h); /* never published: arg stays the caller's */
+        ferry__block_free(h); /* never published: arg stays the caller's */
     return rc;
 }
 

@@ -6,4 +6,6 @@
 
 #include "ferry/common.h"
 
+typedef struct ferry_pool ferry_pool;
+
 #endif /* FERRY_EXECUTOR_H */

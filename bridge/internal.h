@@ -1,0 +1,38 @@
+/*
+ * bridge/internal.h: the bridge's shared structures. The bridge is the one
+ * module that knows both the loop (loop/internal.h) and the pool
+ * (executor/internal.h).
+ */
+#ifndef FERRY_BRIDGE_INTERNAL_H
+#define FERRY_BRIDGE_INTERNAL_H
+
+#include "executor/internal.h"
+#include "ferry/bridge.h"
+#include "loop/internal.h"
+
+/*
+ * One offload. The future comes first so that the cache can hand out the
+ * block and the release hook can find it by container_of. late carries a
+ * result that lost to a cancel back to the loop's thread for its dtor.
+ */
+struct ferry__job {
+    struct ferry_future fut; /* its post node carries the completion */
+    struct ferry__task task; /* the pool's view */
+    struct ferry__post late; /* late result -> dtor on the loop */
+    ferry_work_fn *fn;
+    void *arg;
+    ferry_free_fn *dtor; /* result destructor */
+};
+
+_Static_assert(sizeof(struct ferry__job) <= FERRY__BLOCK_SIZE,
+               "a job must fit the 192-byte budget of DESIGN.md §7");
+
+/* run_in_executor.c: submit a job (loop may be NULL). */
+int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
+                      void *arg, ferry_free_fn *dtor, ferry_future **out);
+
+/* default_pool.c: the process-wide default pool, made on first use.
+ * Returns 0, -ESHUTDOWN (this loop shut it down), -ENOMEM, -EAGAIN. */
+int ferry__default_pool(ferry_loop *loop, ferry_pool **out);
+
+#endif /* FERRY_BRIDGE_INTERNAL_H */

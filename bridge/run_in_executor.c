@@ -1,0 +1,158 @@
+/*
+ * bridge/run_in_executor.c: offloading to the pool, the hot path.
+ *
+ * One job = one 192-byte block holding the future, the pool task and a
+ * spare inbox node, taken from a per-thread cache (common/cache.c), so the
+ * steady state calls no malloc. The path (DESIGN.md §2):
+ *
+ *   loop thread  job_new; submit the task (blocking-flagged)
+ *   worker       job_run: CAS PENDING->RUNNING on the future (a lost CAS
+ *                means it was cancelled first: fn never runs); fn(arg);
+ *                resolve the future from the worker: the state is
+ *                published at once for foreign waiters, and the future's
+ *                own inbox node carries the done callbacks to the loop
+ *                (one eventfd write per sleep at most, batched drains)
+ *   pool         job_complete: drops the job's in-flight reference (on a
+ *                dropped task, cancels the future first)
+ *
+ * References on the future: the caller's, and the job's in flight (taken
+ * at submit, dropped in job_complete). A late result (the future was
+ * cancelled while fn ran) rides the job's spare node to the loop and its
+ * dtor runs there, holding one more reference while queued.
+ *
+ * Thread: ferry_run_in_executor on the loop's owner; ferry_pool_submit_
+ * future anywhere; job_run/job_complete on workers.
+ */
+#include <stdlib.h>
+
+#include "bridge/internal.h"
+
+static void job_cancel(ferry_future *f)
+{
+    struct ferry__job *j = ferry__container_of(f, struct ferry__job, fut);
+    /* 0: never runs (job_complete comes with -ECANCELED); -EBUSY: running,
+     * the cooperative flag is set; -EALREADY: finished. */
+    (void)ferry__task_cancel(&j->task);
+}
+
+static void job_release(ferry_future *f)
+{
+    ferry__block_free(ferry__container_of(f, struct ferry__job, fut));
+}
+
+static const struct ferry__future_ops job_ops = {
+    .on_cancel = job_cancel,
+    .release = job_release,
+};
+
+static void late_run(struct ferry__post *p, ferry_loop *loop)
+{
+    (void)loop;
+    struct ferry__job *j = ferry__container_of(p, struct ferry__job, late);
+    j->dtor(j->fut.result); /* parked there: a cancelled future's result
+                               is never read */
+    ferry_future_unref(&j->fut);
+}
+
+static void late_drop(struct ferry__post *p)
+{
+    late_run(p, NULL);
+}
+
+static const struct ferry__post_ops late_post_ops = {
+    .run = late_run,
+    .drop = late_drop,
+};
+
+/* The future was cancelled (or timed out) while fn ran: its result is
+ * late. It goes to dtor on the loop's thread, or here if there is no loop
+ * to go to. */
+static void hand_late_result(struct ferry__job *j, void *result)
+{
+    if (j->dtor == NULL || result == NULL)
+        return;
+    ferry_loop *loop = j->fut.loop;
+    if (loop != NULL) {
+        j->fut.result = result;
+        j->late.ops = &late_post_ops;
+        ferry_future_ref(&j->fut);
+        if (ferry__loop_post(loop, &j->late) == 0)
+            return;
+        ferry_future_unref(&j->fut);
+    }
+    j->dtor(result);
+}
+
+static void job_run(void *arg)
+{
+    struct ferry__job *j = arg;
+    if (!ferry__future_try_start(&j->fut))
+        return; /* cancelled before it started: fn never runs */
+    void *result = NULL;
+    int rc = j->fn(j->arg, &result);
+    if (rc < 0) {
+        (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
+        return;
+    }
+    if (ferry__future_resolve(&j->fut, result, j->dtor, 0) == -EALREADY)
+        hand_late_result(j, result);
+}
+
+static void job_complete(struct ferry__task *t, int status)
+{
+    struct ferry__job *j = ferry__container_of(t, struct ferry__job, task);
+    if (status == -ECANCELED)
+        (void)ferry_future_cancel(&j->fut); /* dropped unrun (shutdown) */
+    ferry_future_unref(&j->fut);           /* the job's in-flight ref */
+}
+
+int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
+                      void *arg, ferry_free_fn *dtor, ferry_future **out)
+{
+    struct ferry__job *j = ferry__block_alloc();
+    if (j == NULL)
+        return -ENOMEM;
+    ferry__future_init(&j->fut, loop, &job_ops);
+    atomic_store_explicit(&j->fut.refs, 2, memory_order_relaxed);
+    j->fn = fn;
+    j->arg = arg;
+    j->dtor = dtor;
+    ferry__task_init(&j->task, job_run, j, job_complete, FERRY_TASK_BLOCKING);
+    int rc = ferry__pool_submit_task(pool, &j->task);
+    if (rc < 0) {
+        ferry_loop_unref(loop); /* taken by ferry__future_init */
+        ferry__block_free(j);
+        return rc;
+    }
+    *out = &j->fut;
+    return 0;
+}
+
+FERRY_API int ferry_run_in_executor(ferry_loop *loop, ferry_pool *pool,
+                                    ferry_work_fn *fn, void *arg,
+                                    ferry_free_fn *result_dtor,
+                                    ferry_future **out)
+{
+    if (fn == NULL || out == NULL)
+        return -EINVAL;
+    int rc = ferry__loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    if (pool == NULL) {
+        rc = ferry__default_pool(loop, &pool);
+        if (rc < 0)
+            return rc;
+    }
+    return ferry__job_submit(loop, pool, fn, arg, result_dtor, out);
+}
+
+FERRY_API int ferry_pool_submit_future(ferry_pool *pool, ferry_work_fn *fn,
+                                       void *arg, ferry_free_fn *result_dtor,
+                                       ferry_future **out)
+{
+    if (pool == NULL || fn == NULL || out == NULL)
+        return -EINVAL;
+    return ferry__job_submit(NULL, pool, fn, arg, result_dtor, out);
+}
