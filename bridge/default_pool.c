@@ -57,8 +57,7 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
         return rc;
     if (timeout_ns < -1)
         return -EINVAL;
-    atomic_store_explicit(&loop->default_pool_shut, true,
-                          memory_order_relaxed);
+    atomic_store_explicit(&loop->default_pool_shut, true, memory_order_relaxed);
     pthread_mutex_lock(&lock);
     ferry_pool *pool = default_gen == ferry__fork_gen() ? default_pool : NULL;
     default_pool = NULL;

@@ -103,7 +103,7 @@ static void job_complete(struct ferry__task *t, int status)
     struct ferry__job *j = ferry__container_of(t, struct ferry__job, task);
     if (status == -ECANCELED)
         (void)ferry_future_cancel(&j->fut); /* dropped unrun (shutdown) */
-    ferry_future_unref(&j->fut);           /* the job's in-flight ref */
+    ferry_future_unref(&j->fut);            /* the job's in-flight ref */
 }
 
 int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,

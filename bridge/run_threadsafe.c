@@ -2,15 +2,17 @@
  * bridge/run_threadsafe.c: any thread asks the loop to run a function and
  * gets a waitable future (asyncio's run_coroutine_threadsafe, S6).
  *
- * One allocation: a future bound to the loop and the inbox node that
- * carries the request. On the loop thread the node runs fn only if it
- * wins the future's PENDING->RUNNING CAS, so a cancel that came first means
- * fn never runs; a cancel that lands while fn runs wins the final CAS and
- * fn's result goes to its dtor (we are on the loop's thread, so at once).
- * A loop closed before the node ran fails the future with -ESHUTDOWN.
+ * The request is a future bound to the loop plus the function; it travels
+ * as an ordinary ferry_call_soon_threadsafe post, so it runs in the ready
+ * phase in post order with the thread's other posts (and under the slow
+ * callback watch). It runs fn only if it wins the future's
+ * PENDING->RUNNING CAS, so a cancel that came first means fn never runs; a
+ * cancel that lands while fn runs wins the final CAS and fn's result goes
+ * to its dtor at once (we are on the loop's thread). A loop closed before
+ * the post ran disposes it: the future fails with -ESHUTDOWN.
  *
- * References: the caller's, and the request's while it is in the inbox.
- * Thread: ferry_run_threadsafe any; the node's run/drop the loop's owner.
+ * References: the caller's, and the post's until it ran or was disposed.
+ * Thread: ferry_run_threadsafe any; run/dispose the loop's owner.
  */
 #include <stdlib.h>
 
@@ -18,7 +20,6 @@
 
 struct request {
     struct ferry_future fut;
-    struct ferry__post post;
     ferry_work_fn *fn;
     void *arg;
     ferry_free_fn *dtor;
@@ -34,10 +35,9 @@ static const struct ferry__future_ops request_ops = {
     .release = request_release,
 };
 
-static void request_run(struct ferry__post *p, ferry_loop *loop)
+static void request_run(void *arg)
 {
-    (void)loop;
-    struct request *r = ferry__container_of(p, struct request, post);
+    struct request *r = arg;
     if (ferry__future_try_start(&r->fut)) {
         void *result = NULL;
         int rc = r->fn(r->arg, &result);
@@ -51,17 +51,12 @@ static void request_run(struct ferry__post *p, ferry_loop *loop)
     ferry_future_unref(&r->fut);
 }
 
-static void request_drop(struct ferry__post *p)
+static void request_drop(void *arg)
 {
-    struct request *r = ferry__container_of(p, struct request, post);
+    struct request *r = arg;
     (void)ferry__future_resolve(&r->fut, NULL, NULL, -ESHUTDOWN);
     ferry_future_unref(&r->fut);
 }
-
-static const struct ferry__post_ops request_post_ops = {
-    .run = request_run,
-    .drop = request_drop,
-};
 
 FERRY_API int ferry_run_threadsafe(ferry_loop *loop, ferry_work_fn *fn,
                                    void *arg, ferry_free_fn *result_dtor,
@@ -69,10 +64,6 @@ FERRY_API int ferry_run_threadsafe(ferry_loop *loop, ferry_work_fn *fn,
 {
     if (loop == NULL || fn == NULL || out == NULL)
         return -EINVAL;
-    if (ferry__loop_stale(loop))
-        return -ECHILD;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
     struct request *r = malloc(sizeof *r);
     if (r == NULL)
         return -ENOMEM;
@@ -81,8 +72,7 @@ FERRY_API int ferry_run_threadsafe(ferry_loop *loop, ferry_work_fn *fn,
     r->fn = fn;
     r->arg = arg;
     r->dtor = result_dtor;
-    r->post.ops = &request_post_ops;
-    int rc = ferry__loop_post(loop, &r->post);
+    int rc = ferry_call_soon_threadsafe(loop, request_run, r, request_drop);
     if (rc < 0) {
         ferry_loop_unref(loop); /* taken by ferry__future_init */
         free(r);

@@ -54,8 +54,7 @@ static void follow(struct wrapper *w, ferry_future *src)
     if (rc == -ECANCELED)
         (void)ferry_future_cancel(&w->fut);
     else
-        (void)ferry__future_resolve(&w->fut, rc == 0 ? value : NULL, NULL,
-                                    rc);
+        (void)ferry__future_resolve(&w->fut, rc == 0 ? value : NULL, NULL, rc);
     ferry_future_unref(&w->fut); /* the notifier's reference */
 }
 
@@ -127,9 +126,8 @@ static void then_drop(void *arg)
     free(t);
 }
 
-FERRY_API int ferry_future_then(ferry_future *fut, ferry_then_fn *fn,
-                                void *arg, ferry_free_fn *result_dtor,
-                                ferry_future **next)
+FERRY_API int ferry_future_then(ferry_future *fut, ferry_then_fn *fn, void *arg,
+                                ferry_free_fn *result_dtor, ferry_future **next)
 {
     if (fut == NULL || fn == NULL || next == NULL || fut->loop == NULL)
         return -EINVAL;

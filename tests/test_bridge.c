@@ -65,8 +65,8 @@ static void test_S4_loop_live_while_offloaded(void **state)
     ferry_call_later(loop, 10000000, tick, &t, NULL, NULL);
     ferry_future *f;
     assert_int_equal(ferry_run_in_executor(loop, pool, sleep_then_answer,
-                                           (void *)(uintptr_t)200000000,
-                                           NULL, &f),
+                                           (void *)(uintptr_t)200000000, NULL,
+                                           &f),
                      0);
     ferry_future_add_done_callback(f, record_done, loop, NULL);
     assert_int_equal(ferry_loop_run_forever(loop), 0);
@@ -365,9 +365,8 @@ static void test_S16_default_executor_shared_and_shut_down(void **state)
     assert_int_equal(ferry__default_pool(a, &pb), 0);
     assert_ptr_equal(pa, pb); /* made once, shared */
     ferry_future *f;
-    assert_int_equal(ferry_run_in_executor(a, NULL, add_one, (void *)1, NULL,
-                                           &f),
-                     0);
+    assert_int_equal(
+        ferry_run_in_executor(a, NULL, add_one, (void *)1, NULL, &f), 0);
     void *v;
     assert_int_equal(ferry_loop_run_until_complete(a, f, &v), 0);
     assert_int_equal((uintptr_t)v, 2);
@@ -422,9 +421,8 @@ static void test_S18_cancel_before_start_never_runs(void **state)
         sleep_ns(100000);
     atomic_store(&s18_runs, 0);
     ferry_future *f;
-    assert_int_equal(ferry_run_in_executor(loop, pool, count_run, NULL, NULL,
-                                           &f),
-                     0);
+    assert_int_equal(
+        ferry_run_in_executor(loop, pool, count_run, NULL, NULL, &f), 0);
     assert_true(ferry_future_cancel(f));
     assert_true(ferry_future_cancelled(f));
     atomic_store(&g.open, 1);
@@ -471,8 +469,7 @@ static void test_S18_cancel_while_running_late_result(void **state)
     atomic_store(&dtor_calls, 0);
     ferry_future *f;
     assert_int_equal(
-        ferry_run_in_executor(loop, pool, poll_cancel, NULL, late_dtor, &f),
-        0);
+        ferry_run_in_executor(loop, pool, poll_cancel, NULL, late_dtor, &f), 0);
     ferry_call_later(loop, 20000000, cancel_soon, f, NULL, NULL);
     assert_int_equal(ferry_loop_run_until_complete(loop, f, NULL), -ECANCELED);
     /* The future is cancelled at once; the function is still running. */
@@ -495,8 +492,7 @@ static void test_S18_timeout_stops_offload(void **state)
     atomic_store(&dtor_calls, 0);
     ferry_future *f;
     assert_int_equal(
-        ferry_run_in_executor(loop, pool, poll_cancel, NULL, late_dtor, &f),
-        0);
+        ferry_run_in_executor(loop, pool, poll_cancel, NULL, late_dtor, &f), 0);
     assert_int_equal(ferry_future_timeout(f, 10000000), 0);
     assert_int_equal(ferry_loop_run_until_complete(loop, f, NULL), -ETIMEDOUT);
     while (atomic_load(&dtor_calls) == 0)
@@ -636,9 +632,8 @@ static void test_bridge_wrap_and_then(void **state)
     ferry_pool *pool = new_pool(2);
     assert_int_equal(ferry_loop_new(&loop, NULL), 0);
     ferry_future *raw, *wrapped, *next;
-    assert_int_equal(ferry_pool_submit_future(pool, add_one, (void *)20, NULL,
-                                              &raw),
-                     0);
+    assert_int_equal(
+        ferry_pool_submit_future(pool, add_one, (void *)20, NULL, &raw), 0);
     assert_null(ferry_future_loop(raw));
     assert_int_equal(ferry_future_wrap(loop, raw, &wrapped), 0);
     assert_int_equal(ferry_future_then(wrapped, double_it, NULL, NULL, &next),
@@ -684,14 +679,12 @@ static void test_bridge_errors(void **state)
     ferry_future *f;
     ferry_promise *p;
     assert_int_equal(ferry_loop_new(&loop, NULL), 0);
-    assert_int_equal(ferry_run_in_executor(NULL, pool, add_one, NULL, NULL,
-                                           &f),
+    assert_int_equal(ferry_run_in_executor(NULL, pool, add_one, NULL, NULL, &f),
                      -EINVAL);
     assert_int_equal(ferry_run_in_executor(loop, pool, NULL, NULL, NULL, &f),
                      -EINVAL);
-    assert_int_equal(ferry_run_in_executor(loop, pool, add_one, NULL, NULL,
-                                           NULL),
-                     -EINVAL);
+    assert_int_equal(
+        ferry_run_in_executor(loop, pool, add_one, NULL, NULL, NULL), -EINVAL);
     void *rc;
     pthread_join(spawn(wrong_thread_offload, loop), &rc);
     assert_int_equal((intptr_t)rc, -EPERM);
@@ -713,12 +706,10 @@ static void test_bridge_errors(void **state)
     ferry_future_unref(f);
     /* Shut-down pool and closed loop. */
     assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, -1, NULL), 0);
-    assert_int_equal(ferry_run_in_executor(loop, pool, add_one, NULL, NULL,
-                                           &f),
+    assert_int_equal(ferry_run_in_executor(loop, pool, add_one, NULL, NULL, &f),
                      -ESHUTDOWN);
     assert_int_equal(ferry_loop_close(loop), 0);
-    assert_int_equal(ferry_run_in_executor(loop, pool, add_one, NULL, NULL,
-                                           &f),
+    assert_int_equal(ferry_run_in_executor(loop, pool, add_one, NULL, NULL, &f),
                      -ESHUTDOWN);
     assert_int_equal(ferry_promise_new(loop, NULL, &p, &f), -ESHUTDOWN);
     assert_int_equal(ferry_pool_free(pool), 0);
