@@ -66,7 +66,7 @@ void *ferry__block_alloc(void)
         cache.n--;
         return b;
     }
-    return malloc(FERRY__BLOCK_SIZE);
+    return malloc(FERRY__BLOCK_BYTES);
 }
 
 void ferry__block_free(void *block)

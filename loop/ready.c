@@ -25,7 +25,7 @@
 
 #include "loop/internal.h"
 
-_Static_assert(sizeof(struct ferry_handle) <= FERRY__BLOCK_SIZE,
+_Static_assert(sizeof(struct ferry_handle) <= FERRY__BLOCK_BYTES,
                "handles come from the block cache");
 
 struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind)
