@@ -37,7 +37,7 @@ static void job_cancel(ferry_future *f)
 
 static void job_release(ferry_future *f)
 {
-    ferry__block_free(ferry__container_of(f, struct ferry__job, fut));
+    ferry__cache_put(ferry__container_of(f, struct ferry__job, fut));
 }
 
 static const struct ferry__future_ops job_ops = {
@@ -109,7 +109,7 @@ static void job_complete(struct ferry__task *t, int status)
 int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
                       void *arg, ferry_free_fn *dtor, ferry_future **out)
 {
-    struct ferry__job *j = ferry__block_alloc();
+    struct ferry__job *j = ferry__cache_get();
     if (j == NULL)
         return -ENOMEM;
     ferry__future_init(&j->fut, loop, &job_ops);
@@ -121,7 +121,7 @@ int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
     int rc = ferry__pool_submit_task(pool, &j->task);
     if (rc < 0) {
         ferry_loop_unref(loop); /* taken by ferry__future_init */
-        ferry__block_free(j);
+        ferry__cache_put(j);
         return rc;
     }
     *out = &j->fut;

@@ -78,12 +78,12 @@ int ferry__futex_wait(_Atomic uint32_t *addr, uint32_t expected,
 void ferry__futex_wake(_Atomic uint32_t *addr, int count);
 
 /*
- * Per-thread cache of FERRY__BLOCK_BYTES-byte blocks (common/cache.c): loop
+ * Per-thread cache of FERRY__CACHE_BLOCK-byte blocks (common/cache.c): loop
  * handles and offload jobs come from it. Thread: any; a block may be freed
  * on another thread than the one that allocated it.
  */
-#define FERRY__BLOCK_BYTES 192
-void *ferry__block_alloc(void);
-void ferry__block_free(void *block);
+#define FERRY__CACHE_BLOCK 192
+void *ferry__cache_get(void);
+void ferry__cache_put(void *block);
 
 #endif /* FERRY_COMMON_BASE_H */

@@ -58,7 +58,7 @@ static void make_key(void)
     (void)pthread_key_create(&key, drain);
 }
 
-void *ferry__block_alloc(void)
+void *ferry__cache_get(void)
 {
     struct block *b = cache.head;
     if (b != NULL) {
@@ -66,10 +66,10 @@ void *ferry__block_alloc(void)
         cache.n--;
         return b;
     }
-    return malloc(FERRY__BLOCK_BYTES);
+    return malloc(FERRY__CACHE_BLOCK);
 }
 
-void ferry__block_free(void *block)
+void ferry__cache_put(void *block)
 {
     if (cache.n >= CACHE_MAX) {
         free(block);

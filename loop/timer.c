@@ -160,7 +160,7 @@ FERRY_API int ferry_call_at(ferry_loop *loop, uint64_t when_ns, ferry_cb *cb,
     h->dispose = dispose;
     h->when = when_ns;
     if (heap_insert(&loop->timers, h) < 0) {
-        ferry__block_free(h);
+        ferry__cache_put(h);
         return -ENOMEM;
     }
     h->state = HANDLE_SCHEDULED;
