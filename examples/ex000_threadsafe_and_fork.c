@@ -33,6 +33,9 @@ static void *run_loop_inside_thread(void *arg)
     (void)arg;
     pthread_mutex_lock(&mu);
     ferry_loop_new(&loop, NULL); /* the loop belongs to this thread */
+    /* main posts from its own thread, so it holds a reference: the loop's
+     * memory must outlive every thread-safe call (see ferry/loop.h). */
+    ferry_loop_ref(loop);
     loop_thread = pthread_self();
     pthread_cond_signal(&cv);
     pthread_mutex_unlock(&mu);
@@ -89,6 +92,7 @@ int main(void)
     rc = ferry_call_soon_threadsafe(loop, task, loop, NULL);
     printf("call_soon_threadsafe: %s\n", ferry_strerror(rc));
     pthread_join(t, NULL);
+    ferry_loop_unref(loop);
 
     ferry_loop *main_loop;
     ferry_loop_new(&main_loop, NULL);
