@@ -195,9 +195,6 @@ static void iterate(ferry_loop *loop, int64_t bound)
     timeout = ferry__wakeup_prepare_poll(loop, timeout);
     struct poll_ctx ctx = {.loop = loop, .woken = false};
     ferry__poller_wait(&loop->poller, timeout, on_poll, &ctx);
-    /* polling is cleared before wake_pending: in the other order a post
-     * landing between the two would see "polling, no write pending" and
-     * write a second time for the same sleep. */
     ferry__wakeup_after_poll(loop);
     if (ctx.woken)
         ferry__wakeup_on_event(loop);

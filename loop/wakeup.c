@@ -15,13 +15,18 @@
  * Wake-up (algorithms.md §4.2), Dekker's pattern on two flags:
  *   producer: push node; fence(seq_cst); if polling && !xchg(wake_pending)
  *             write(eventfd)
- *   loop:     polling = 1; fence(seq_cst); if inbox non-empty or stopping:
- *             don't block; epoll; polling = 0; on eventfd: read it,
- *             wake_pending = 0 (before draining); drain.
+ *   loop:     wake_pending = 0; polling = 1; fence(seq_cst); if inbox
+ *             non-empty or stopping: don't block; epoll; polling = 0; on
+ *             eventfd: read it; drain.
  * With both fences, at least one side sees the other's store: either the
- * loop sees the node and does not block, or the producer sees polling and
- * writes. wake_pending makes it one write per sleep. A model of this
- * protocol is issue 6's loop/wakeup.pml.
+ * loop sees the node and does not block, or the producer's loads come after
+ * the loop's fence and see polling == 1 and wake_pending == 0 (or a later
+ * value, written by a producer that does write), so it writes. wake_pending
+ * is re-armed only just before a sleep: from the wake-up until the next
+ * sleep every post finds it set, so an awake loop costs producers no
+ * system call and one sleep sees at most one write. (Embedded loops keep
+ * polling set and re-arm when they read the eventfd instead.) The model is
+ * loop/wakeup.pml, checked by spin (tests/spin).
  *
  * The eventfd stays open until the loop's last reference goes, because a
  * producer that pushed just before a close may still be about to write it.
@@ -102,6 +107,11 @@ int64_t ferry__wakeup_prepare_poll(ferry_loop *loop, int64_t timeout_ns)
 {
     if (timeout_ns == 0)
         return 0;
+    /* Re-arm before announcing the sleep; both stores precede the fence, so
+     * a producer whose loads follow it in the fences' total order sees
+     * both. */
+    if (!atomic_load_explicit(&loop->embedded, memory_order_relaxed))
+        atomic_store_explicit(&loop->wake_pending, 0, memory_order_relaxed);
     atomic_store_explicit(&loop->polling, 1, memory_order_relaxed);
     /* StoreLoad: polling = 1 before we look at the inbox and the stop flag;
      * pairs with the fence in ferry__wakeup_signal. */
@@ -122,10 +132,12 @@ void ferry__wakeup_on_event(ferry_loop *loop)
 {
     uint64_t v;
     (void)!read(loop->efd, &v, sizeof v); /* counter mode: one read drains */
-    /* Cleared before the drain that follows: a post landing after the drain
-     * then sees wake_pending == 0 and writes again. Release pairs with the
-     * producers' acq_rel exchange. */
-    atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+    /* An embedded loop never leaves polling: re-arm now, before the drain
+     * that follows, so a post landing after the drain writes again and
+     * wakes the embedder's poll. Release pairs with the producers' acq_rel
+     * exchange. */
+    if (atomic_load_explicit(&loop->embedded, memory_order_relaxed))
+        atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
 }
 
 static struct ferry__post *reverse(struct ferry__post *p)
