@@ -165,9 +165,12 @@ static void test_stress_close_racing_posts(void **state)
         total_acc += r.accepted;
         total_ran += r.ran;
         total_disp += r.disposed;
+        total_refused += r.refused;
     }
-    print_message("rounds %ld: accepted %ld = ran %ld + disposed %ld\n", rounds,
-                  total_acc, total_ran, total_disp);
+    print_message("rounds %ld: accepted %ld = ran %ld + disposed %ld; "
+                  "refused %ld\n",
+                  rounds, total_acc, total_ran, total_disp, total_refused);
+    assert_true(total_refused > 0); /* the close did race some posts */
 }
 
 int main(void)
