@@ -20,8 +20,10 @@
  *             wake_pending = 0 (before draining); drain.
  * With both fences, at least one side sees the other's store: either the
  * loop sees the node and does not block, or the producer sees polling and
- * writes. wake_pending makes it one write per sleep. A model of this
- * protocol is issue 6's loop/wakeup.pml.
+ * writes. wake_pending makes it at most one write per read of the eventfd
+ * (one per sleep, unless a post's check straddles the loop's wake-up).
+ * loop/wakeup.pml models this with store buffers; spin checks it (meson
+ * suite 'model') and finds the lost wake-up if either fence is removed.
  *
  * The eventfd stays open until the loop's last reference goes, because a
  * producer that pushed just before a close may still be about to write it.
