@@ -26,7 +26,9 @@
  * sleep every post finds it set, so an awake loop costs producers no
  * system call and one sleep sees at most one write. (Embedded loops keep
  * polling set and re-arm when they read the eventfd instead.) The model is
- * loop/wakeup.pml, checked by spin (tests/spin).
+ * loop/wakeup.pml, checked by spin (tests/spin): no lost wake-up; the
+ * write coalescing above is best effort (see the model for the rare extra
+ * write).
  *
  * The eventfd stays open until the loop's last reference goes, because a
  * producer that pushed just before a close may still be about to write it.
