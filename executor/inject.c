@@ -1,0 +1,119 @@
+/*
+ * executor/inject.c: the injection queue, where tasks submitted from
+ * outside the pool wait for a worker.
+ *
+ * A pthread mutex and an intrusive singly linked FIFO through
+ * ferry__task.next (tokio's Inject is the same shape, algorithms.md §2.2).
+ * Producers append one task under the lock; workers take a batch per lock
+ * and move it to their own deque, so the lock is taken far less often than
+ * once per task. `len` is written under the lock and read without it, so
+ * workers and wake decisions can peek without locking.
+ *
+ * The queue also carries the pool's "closed" level, checked under the same
+ * lock as the push: a submit racing ferry_pool_shutdown either lands before
+ * the close (and is then drained or dropped by the shutdown) or is refused.
+ *
+ * Thread: any. Invariant: len == number of tasks on the list.
+ */
+#include <errno.h>
+
+#include "executor/internal.h"
+
+int ferry__inject_init(struct ferry__inject *q)
+{
+    int rc = pthread_mutex_init(&q->lock, NULL);
+    if (rc != 0)
+        return -rc;
+    q->head = NULL;
+    q->tail = NULL;
+    atomic_init(&q->len, 0);
+    q->submitted = 0;
+    q->closed = 0;
+    return 0;
+}
+
+void ferry__inject_term(struct ferry__inject *q)
+{
+    pthread_mutex_destroy(&q->lock);
+}
+
+int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
+                       bool nested)
+{
+    pthread_mutex_lock(&q->lock);
+    if (q->closed > (nested ? 1 : 0)) {
+        pthread_mutex_unlock(&q->lock);
+        return -ESHUTDOWN;
+    }
+    uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
+    t->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+    q->submitted++;
+    /* Relaxed: the lock orders the list itself. Wake decisions read len
+     * after their own seq_cst fence (park.c), which is what orders this
+     * store against a parking worker's recheck. */
+    atomic_store_explicit(&q->len, len + 1, memory_order_relaxed);
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
+{
+    /* A task that was already accepted (a deque that could not grow):
+     * the closed level does not apply, and it goes to the front. */
+    pthread_mutex_lock(&q->lock);
+    t->next = q->head;
+    q->head = t;
+    if (q->tail == NULL)
+        q->tail = t;
+    uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
+    atomic_store_explicit(&q->len, len + 1, memory_order_relaxed);
+    pthread_mutex_unlock(&q->lock);
+}
+
+struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max)
+{
+    if (ferry__inject_len(q) == 0)
+        return NULL;
+    pthread_mutex_lock(&q->lock);
+    struct ferry__task *head = q->head;
+    struct ferry__task *last = NULL;
+    uint64_t n = 0;
+    for (struct ferry__task *t = head; t != NULL && n < max; t = t->next) {
+        last = t;
+        n++;
+    }
+    if (last != NULL) {
+        q->head = last->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        last->next = NULL;
+        uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
+        atomic_store_explicit(&q->len, len - n, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return last != NULL ? head : NULL;
+}
+
+void ferry__inject_close(struct ferry__inject *q, int level)
+{
+    pthread_mutex_lock(&q->lock);
+    if (level > q->closed)
+        q->closed = level;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void ferry__inject_reset(struct ferry__inject *q)
+{
+    /* A forked child: the lock may have been held by a thread that does
+     * not exist here, so it is initialised again rather than unlocked. The
+     * parent's tasks are forgotten, never run. */
+    pthread_mutex_init(&q->lock, NULL);
+    q->head = NULL;
+    q->tail = NULL;
+    atomic_store_explicit(&q->len, 0, memory_order_relaxed);
+}
