@@ -21,9 +21,9 @@
 
 int ferry__inject_init(struct ferry__inject *q)
 {
-    int rc = pthread_mutex_init(&q->lock, NULL);
+    int rc = ferry__mutex_init_adaptive(&q->lock);
     if (rc != 0)
-        return -rc;
+        return rc;
     q->head = NULL;
     q->tail = NULL;
     atomic_init(&q->len, 0);
@@ -75,28 +75,42 @@ void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
     pthread_mutex_unlock(&q->lock);
 }
 
-struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max)
+struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max,
+                                      bool *split)
 {
+    *split = false;
     if (ferry__inject_len(q) == 0)
         return NULL;
+    /* Detach the whole list in O(1). Cutting a batch off a linked list
+     * means walking it, one cache miss per task (the submitter wrote each
+     * link), and doing that under the lock made submitters spin on it. */
     pthread_mutex_lock(&q->lock);
     struct ferry__task *head = q->head;
-    struct ferry__task *last = NULL;
-    uint64_t n = 0;
-    for (struct ferry__task *t = head; t != NULL && n < max; t = t->next) {
-        last = t;
-        n++;
-    }
-    if (last != NULL) {
-        q->head = last->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        last->next = NULL;
-        uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
-        atomic_store_explicit(&q->len, len - n, memory_order_relaxed);
-    }
+    struct ferry__task *tail = q->tail;
+    uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
+    q->head = NULL;
+    q->tail = NULL;
+    atomic_store_explicit(&q->len, 0, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
-    return last != NULL ? head : NULL;
+    if (len <= max)
+        return head;
+    struct ferry__task *last = head;
+    for (uint64_t n = 1; n < max; n++)
+        last = last->next;
+    struct ferry__task *rest = last->next;
+    last->next = NULL;
+    /* Put the rest back in front of what was pushed meanwhile: FIFO order
+     * is kept. It was invisible in between, so the caller must notify. */
+    pthread_mutex_lock(&q->lock);
+    tail->next = q->head;
+    if (q->head == NULL)
+        q->tail = tail;
+    q->head = rest;
+    uint64_t now = atomic_load_explicit(&q->len, memory_order_relaxed);
+    atomic_store_explicit(&q->len, now + len - max, memory_order_relaxed);
+    pthread_mutex_unlock(&q->lock);
+    *split = true;
+    return head;
 }
 
 void ferry__inject_close(struct ferry__inject *q, int level)
@@ -112,7 +126,7 @@ void ferry__inject_reset(struct ferry__inject *q)
     /* A forked child: the lock may have been held by a thread that does
      * not exist here, so it is initialised again rather than unlocked. The
      * parent's tasks are forgotten, never run. */
-    pthread_mutex_init(&q->lock, NULL);
+    ferry__mutex_init_adaptive(&q->lock);
     q->head = NULL;
     q->tail = NULL;
     atomic_store_explicit(&q->len, 0, memory_order_relaxed);

@@ -133,14 +133,8 @@ static inline void ferry__stat_inc(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-/* A small free list of task-sized blocks (public handles, group tasks),
- * owner only. Blocks freed on another worker land in that worker's list. */
-struct ferry__cache {
-    void *head;
-    unsigned n;
-};
-
 enum {
+    FERRY__TIME_SAMPLE = 8, /* one task in 8 is timed for the stats */
     FERRY__CACHE_MAX = 256, /* blocks kept per worker */
     FERRY__BLOCK_SIZE = 96, /* bytes per block */
 };
@@ -159,7 +153,6 @@ struct ferry__worker {
     unsigned tick;            /* tasks run, for the 61-task fairness check */
     bool searching;           /* counted in sched.nsearching */
     uint64_t rng;             /* xorshift state for victim choice */
-    struct ferry__cache cache;
 
     /* Read by other threads: what runs now (report, monitor). */
     alignas(FERRY__CACHELINE) _Atomic(const void *) cur_task;
@@ -198,8 +191,11 @@ int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested);
 /* Put back a task already accepted, whatever the closed level. */
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
-/* Pop up to max tasks as a NULL-terminated chain; NULL when empty. */
-struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max);
+/* Pop up to max tasks as a NULL-terminated chain; NULL when empty. When
+ * *split is set, the tasks left behind were briefly invisible to
+ * ferry__work_visible: the caller must ferry__notify. */
+struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max,
+                                      bool *split);
 static inline uint64_t ferry__inject_len(struct ferry__inject *q)
 {
     return atomic_load_explicit(&q->len, memory_order_relaxed);
@@ -312,6 +308,8 @@ size_t ferry__stack_min(void);
 int ferry__thread_spawn(ferry_pool *pool, pthread_t *out, void *(*fn)(void *),
                         void *arg);
 void ferry__thread_name(const char *prefix, const char *suffix);
+/* A mutex that spins briefly before sleeping. Returns 0 or -errno. */
+int ferry__mutex_init_adaptive(pthread_mutex_t *m);
 
 /* worker.c */
 void *ferry__worker_main(void *arg);
@@ -327,7 +325,7 @@ struct ferry__task *ferry__steal_any(struct ferry__worker *w, bool *raced);
 /* Complete t with -ECANCELED without running it (w may be NULL). */
 void ferry__drop_task(ferry_pool *pool, struct ferry__worker *w,
                       struct ferry__task *t);
-/* FERRY__BLOCK_SIZE bytes, from the calling worker's cache if it has one. */
+/* cache.c: FERRY__BLOCK_SIZE bytes from the calling thread's cache. */
 void *ferry__block_alloc(void);
 void ferry__block_free(void *p);
 

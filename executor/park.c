@@ -364,12 +364,14 @@ bool ferry__park_worker(struct ferry__worker *w)
     struct ferry__sched *s = &pool->sched;
     pthread_mutex_lock(&s->lock);
     ferry__core_release_locked(w);
+    /* Read and clear under the lock: once we are on the idle stack a waker
+     * may pop us and set searching for our next role. */
+    bool was_searching = w->searching;
+    w->searching = false;
     idle_push_locked(s, w);
     pthread_mutex_unlock(&s->lock);
-    if (w->searching) {
-        w->searching = false;
+    if (was_searching)
         atomic_fetch_sub_explicit(&s->nsearching, 1, memory_order_seq_cst);
-    }
     /* The worker's StoreLoad fence: our release of the core, our place on
      * the idle stack and the nsearching decrement come before the re-check
      * of the queues. Pairs with the fence in ferry__notify. */
@@ -401,13 +403,18 @@ bool ferry__idle_worker(struct ferry__worker *w)
             pthread_mutex_unlock(&s->lock);
             return granted;
         }
-        if (ferry__pool_state(pool) != FERRY__POOL_OPEN ||
-            (timed_out && s->nthreads > pool->ncores)) {
+        if (ferry__pool_state(pool) != FERRY__POOL_OPEN) {
             idle_remove_locked(s, w);
             pthread_mutex_unlock(&s->lock);
-            if (timed_out)
-                atomic_fetch_add_explicit(&pool->spares_retired, 1,
-                                          memory_order_relaxed);
+            return false;
+        }
+        if (timed_out && s->nthreads > pool->ncores) {
+            /* A spare idle for keepalive_ns retires; the last ncores
+             * threads stay (they park without a deadline). */
+            idle_remove_locked(s, w);
+            pthread_mutex_unlock(&s->lock);
+            atomic_fetch_add_explicit(&pool->spares_retired, 1,
+                                      memory_order_relaxed);
             return false;
         }
         uint64_t deadline = 0;

@@ -57,3 +57,19 @@ size_t ferry__stack_min(void)
     long n = sysconf(_SC_THREAD_STACK_MIN);
     return n > 0 ? (size_t)n : (size_t)PTHREAD_STACK_MIN;
 }
+
+int ferry__mutex_init_adaptive(pthread_mutex_t *m)
+{
+    /* glibc's adaptive mutex spins a little before sleeping in the kernel:
+     * the injection queue's critical sections are a few instructions, so
+     * a contended lock is usually free again within the spin. */
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    if (rc == 0)
+        rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return -rc;
+}

@@ -20,6 +20,7 @@
  * except ferry__worker_create_locked (any thread, sched.lock held).
  */
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,32 +55,6 @@ struct ferry__task *ferry__current_task(void)
     return tls_task;
 }
 
-/* ---- task-sized blocks ---- */
-
-void *ferry__block_alloc(void)
-{
-    struct ferry__worker *w = tls_worker;
-    if (w != NULL && w->cache.head != NULL) {
-        void *p = w->cache.head;
-        w->cache.head = *(void **)p;
-        w->cache.n--;
-        return p;
-    }
-    return malloc(FERRY__BLOCK_SIZE);
-}
-
-void ferry__block_free(void *p)
-{
-    struct ferry__worker *w = tls_worker;
-    if (w != NULL && w->cache.n < FERRY__CACHE_MAX) {
-        *(void **)p = w->cache.head;
-        w->cache.head = p;
-        w->cache.n++;
-        return;
-    }
-    free(p);
-}
-
 /* ---- records and threads ---- */
 
 static struct ferry__worker *record_new(ferry_pool *pool, unsigned index)
@@ -102,11 +77,6 @@ static struct ferry__worker *record_new(ferry_pool *pool, unsigned index)
 void ferry__worker_record_free(struct ferry__worker *w)
 {
     ferry__deque_term(&w->dq);
-    while (w->cache.head != NULL) {
-        void *p = w->cache.head;
-        w->cache.head = *(void **)p;
-        free(p);
-    }
     free(w);
 }
 
@@ -206,15 +176,20 @@ static struct ferry__task *pop_inject(struct ferry__worker *w)
     uint64_t len = ferry__inject_len(&pool->inject);
     if (len == 0)
         return NULL;
+    /* tokio's share, len / cores + 1, up to a batch; thieves rebalance
+     * whatever lands on our deque. */
     uint64_t n = len / pool->ncores + 1;
-    struct ferry__task *t =
-        ferry__inject_pop(&pool->inject, n < STEAL_BATCH ? n : STEAL_BATCH);
+    bool split;
+    struct ferry__task *t = ferry__inject_pop(
+        &pool->inject, n < STEAL_BATCH ? n : STEAL_BATCH, &split);
     if (t == NULL)
         return NULL;
     for (struct ferry__task *x = t->next, *next; x != NULL; x = next) {
         next = x->next;
         push_local(w, x);
     }
+    if (split)
+        ferry__notify(pool);
     return t;
 }
 
@@ -288,6 +263,14 @@ static struct ferry__task *search(struct ferry__worker *w)
             round--; /* work was there: this round does not count */
             continue;
         }
+        /* Past the first rounds, yield: on a machine with as many busy
+         * threads as CPUs (an outside producer plus the workers), a pure
+         * spin would keep the producer of the work we wait for off a
+         * CPU. */
+        if (round >= SPIN_ROUNDS / 4) {
+            sched_yield();
+            continue;
+        }
         for (unsigned i = 0; i < SPIN_PAUSES; i++)
             ferry__cpu_relax();
     }
@@ -352,8 +335,11 @@ void ferry__run_task(struct ferry__worker *w, struct ferry__task *t)
         ferry__drop_task(pool, w, t);
         return;
     }
-    uint64_t start = ferry__now_ns();
-    ferry__hist_add(w->st.queue_wait, start - t->enqueue_ns);
+    uint64_t start = 0;
+    if (t->enqueue_ns != 0) {
+        start = ferry__now_ns();
+        ferry__hist_add(w->st.queue_wait, start - t->enqueue_ns);
+    }
     struct ferry__task *outer = tls_task;
     set_current(w, t);
     bool blocking = (t->flags & FERRY_TASK_BLOCKING) != 0;
@@ -365,7 +351,8 @@ void ferry__run_task(struct ferry__worker *w, struct ferry__task *t)
         ferry__blocking_exit(w, w->nest == 1);
     w->nest--;
     set_current(w, outer);
-    ferry__hist_add(w->st.run_time, ferry__now_ns() - start);
+    if (start != 0)
+        ferry__hist_add(w->st.run_time, ferry__now_ns() - start);
     ferry__stat_inc(&w->st.completed);
     ferry__task_complete_fn *complete = t->complete;
     /* Release: fn's effects before DONE, for ferry__task_cancel's and
