@@ -54,7 +54,7 @@ void ferry__blocking_enter(struct ferry__worker *w)
      * the wanters. Pairs with the fence in ferry__notify (a submitter then
      * either sees BLOCKED and retakes the core, or we see its work) and
      * with the one in ferry__wait_for_core (likewise for a wanter). */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     ferry_pool *pool = w->pool;
     if (atomic_load_explicit(&pool->sched.nwanters, memory_order_relaxed)) {
         pthread_mutex_lock(&pool->sched.lock);
@@ -134,7 +134,7 @@ void ferry__wait_for_core(struct ferry__worker *w)
     /* StoreLoad: nwanters before our scan for BLOCKED cores. Pairs with
      * the fence in ferry__blocking_enter: a worker that marks its core
      * BLOCKED either is seen by our scan or sees nwanters and hands over. */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     struct ferry__core *c = ferry__core_get_locked(pool, true);
     if (c != NULL) {
         wanter_remove_locked(s, w);

@@ -23,6 +23,8 @@
  *   - under ThreadSanitizer, which does not model fences, push publishes
  *     bottom with a release store instead of fence + relaxed store (as
  *     crossbeam-deque does); both orders give thieves the same guarantee.
+ *     The seq_cst fences go through ferry__fence_seq_cst (executor/fence.h)
+ *     for the same reason.
  *
  * Thread: push, take and discard by the owner only; steal and len by any.
  */
@@ -30,6 +32,10 @@
 #include <stdlib.h>
 
 #include "executor/deque.h"
+
+#ifdef FERRY__TSAN
+_Atomic unsigned ferry__tsan_fence_word;
+#endif
 
 static struct ferry__deque_array *array_new(int64_t cap)
 {
@@ -128,7 +134,7 @@ struct ferry__task *ferry__deque_take(struct ferry__deque *q)
      * or we see its incremented top; so an element is never given to both,
      * and for the last element (t == b) both sides fall through to the CAS
      * on top, which exactly one wins. */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     int64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
     struct ferry__task *x = NULL;
     if (t <= b) {
@@ -157,7 +163,7 @@ enum ferry__steal ferry__deque_steal(struct ferry__deque *q,
      * our view of the array is not older than theirs. */
     int64_t t = atomic_load_explicit(&q->top, memory_order_acquire);
     /* Pairs with the seq_cst fence in take (see there). */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     /* Acquire: pairs with the release fence (or release store) in push, so
      * slot t and the task it points to are visible once we see bottom. */
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_acquire);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/base.h"
+#include "executor/fence.h"
 
 struct ferry__task;
 

@@ -270,7 +270,7 @@ static void start_searcher(ferry_pool *pool)
          * stops (see the file comment): a submitter that saw our transient
          * count relied on us. Pairs with the fence in ferry__notify. */
         atomic_fetch_sub_explicit(&s->nsearching, 1, memory_order_seq_cst);
-        atomic_thread_fence(memory_order_seq_cst);
+        ferry__fence_seq_cst();
         if (!ferry__work_visible(pool) || !core_available(pool))
             return;
         unsigned zero = 0;
@@ -305,7 +305,7 @@ void ferry__notify(ferry_pool *pool)
      * bottom or inject len) comes before our loads of nsearching and of
      * the cores. Pairs with the fences in ferry__park_worker,
      * ferry__end_searching, start_searcher and ferry__blocking_enter. */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     ferry__wakep(pool);
 }
 
@@ -337,7 +337,7 @@ void ferry__end_searching(struct ferry__worker *w)
      * if more is left. The fence pairs with the one in ferry__notify: a
      * submitter that saw our count skipped its wake-up, and we see its
      * work here. */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     if (ferry__work_visible(pool))
         ferry__wakep(pool);
 }
@@ -375,7 +375,7 @@ bool ferry__park_worker(struct ferry__worker *w)
     /* The worker's StoreLoad fence: our release of the core, our place on
      * the idle stack and the nsearching decrement come before the re-check
      * of the queues. Pairs with the fence in ferry__notify. */
-    atomic_thread_fence(memory_order_seq_cst);
+    ferry__fence_seq_cst();
     pthread_mutex_lock(&s->lock);
     bool back = reclaim_locked(pool, w);
     if (!back && w->idle && ferry__pool_state(pool) != FERRY__POOL_OPEN) {

@@ -449,11 +449,17 @@ FERRY_API void ferry_task_unref(ferry_task *task)
 {
     if (task == NULL)
         return;
-    /* Release, then an acquire fence on the last drop: every owner's use
-     * of the handle happens-before the free (STYLE.md point 8). */
+        /* Release, then an acquire fence on the last drop: every owner's use
+         * of the handle happens-before the free (STYLE.md point 8). TSan does
+         * not model the fence, so there the decrement itself is acq_rel. */
+#ifdef FERRY__TSAN
+    if (atomic_fetch_sub_explicit(&task->refs, 1, memory_order_acq_rel) != 1)
+        return;
+#else
     if (atomic_fetch_sub_explicit(&task->refs, 1, memory_order_release) != 1)
         return;
     atomic_thread_fence(memory_order_acquire);
+#endif
     ferry__block_free(task);
 }
 
