@@ -279,6 +279,11 @@ static void start_searcher(ferry_pool *pool)
                                                      memory_order_relaxed))
             return; /* someone else searches: their responsibility */
     }
+    /* Still failing: there is a core but no idle worker, and no thread
+     * may be created. Giving up is safe: every worker is busy, and one
+     * that goes idle after our last look at the idle stack took sched.lock
+     * after us, so its own fence-and-re-check in ferry__park_worker sees
+     * the work we were woken for (published before our lock). */
     atomic_fetch_sub_explicit(&s->nsearching, 1, memory_order_seq_cst);
 }
 

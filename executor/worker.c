@@ -163,11 +163,14 @@ static uint64_t next_rand(struct ferry__worker *w)
     return x;
 }
 
-/* Put a task on our deque; if the deque cannot grow, back on the queue. */
+/* Put a task on our deque; if the deque cannot grow, back on the queue.
+ * It was invisible to ferry__work_visible in between, so notify. */
 static void push_local(struct ferry__worker *w, struct ferry__task *t)
 {
-    if (ferry__deque_push(&w->dq, t) != 0)
+    if (ferry__deque_push(&w->dq, t) != 0) {
         ferry__inject_requeue(&w->pool->inject, t);
+        ferry__notify(w->pool);
+    }
 }
 
 static struct ferry__task *pop_inject(struct ferry__worker *w)
@@ -249,25 +252,24 @@ struct ferry__task *ferry__steal_any(struct ferry__worker *w, bool *raced)
 }
 
 /* As a searcher: sweep the victims and the injection queue for a bounded
- * time before giving up. */
+ * number of empty rounds before giving up. A round that lost a steal race
+ * does not count as empty: there was work. */
 static struct ferry__task *search(struct ferry__worker *w)
 {
-    for (unsigned round = 0; round < SPIN_ROUNDS; round++) {
+    unsigned empty = 0;
+    while (empty < SPIN_ROUNDS) {
         bool raced = false;
         struct ferry__task *t = ferry__steal_any(w, &raced);
         if (t == NULL)
             t = pop_inject(w);
         if (t != NULL)
             return t;
-        if (raced) {
-            round--; /* work was there: this round does not count */
+        if (raced)
             continue;
-        }
-        /* Past the first rounds, yield: on a machine with as many busy
-         * threads as CPUs (an outside producer plus the workers), a pure
-         * spin would keep the producer of the work we wait for off a
-         * CPU. */
-        if (round >= SPIN_ROUNDS / 4) {
+        /* Past the first rounds, yield: with as many busy threads as CPUs
+         * (an outside producer plus the workers), a pure spin would keep
+         * the producer of the work we wait for off a CPU. */
+        if (++empty > SPIN_ROUNDS / 4) {
             sched_yield();
             continue;
         }
@@ -277,6 +279,9 @@ static struct ferry__task *search(struct ferry__worker *w)
     return NULL;
 }
 
+/* With a core: the next task to run, or NULL to park. A searcher that
+ * finds nothing stays counted as searching: ferry__park_worker drops the
+ * count with the fence and re-check the protocol needs. */
 static struct ferry__task *next_task(struct ferry__worker *w)
 {
     struct ferry__task *t = NULL;
@@ -286,7 +291,8 @@ static struct ferry__task *next_task(struct ferry__worker *w)
         t = ferry__find_local(w);
     if (t == NULL && ferry__begin_searching(w))
         t = search(w);
-    ferry__end_searching(w); /* no-op unless searching */
+    if (t != NULL)
+        ferry__end_searching(w); /* no-op unless searching */
     return t;
 }
 
