@@ -210,10 +210,65 @@ static double uvq_once(uv_loop_t *loop, uv_work_t *reqs)
 #endif
 
 static const char *only;
+static double *v;
+static double *w;
 
 static bool want(const char *name)
 {
     return only == NULL || strcmp(only, "all") == 0 || strcmp(only, name) == 0;
+}
+
+static void run_tiny(void)
+{
+    tiny_once();
+    for (int i = 0; i < runs; i++)
+        v[i] = tiny_once();
+    printf("tiny   %8.2f M tasks/s   (1M no-op tasks, one outside thread)\n",
+           median(v, runs) / 1e6);
+}
+
+static void run_fib(void)
+{
+    fib_once();
+    for (int i = 0; i < runs; i++)
+        v[i] = fib_once();
+    printf("fib    %8.1f ns/task     (fib(%d), %ld tasks)\n", median(v, runs),
+           FIB_N, fib_calls(FIB_N));
+}
+
+static void run_pfor(void)
+{
+    double serial;
+    pfor_once(&serial);
+    for (int i = 0; i < runs; i++) {
+        v[i] = pfor_once(&serial);
+        w[i] = serial;
+    }
+    double par = median(v, runs);
+    double ser = median(w, runs);
+    printf("pfor   %8.2f x speedup   (10M floats: serial %.1f ms, "
+           "parallel %.1f ms)\n",
+           ser / par, ser / 1e6, par / 1e6);
+}
+
+static void run_libuv(void)
+{
+#ifdef FERRY_BENCH_HAVE_UV
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uv_work_t *reqs = calloc(TINY_TASKS, sizeof *reqs);
+    if (reqs == NULL)
+        abort();
+    uvq_once(&loop, reqs);
+    for (int i = 0; i < runs; i++)
+        v[i] = uvq_once(&loop, reqs);
+    printf("libuv  %8.2f M tasks/s   (uv_queue_work, same workload)\n",
+           median(v, runs) / 1e6);
+    uv_loop_close(&loop);
+    free(reqs);
+#else
+    printf("libuv  (not built: libuv was not found)\n");
+#endif
 }
 
 int main(int argc, char **argv)
@@ -228,62 +283,22 @@ int main(int argc, char **argv)
         return 1;
     sem_init(&tiny_done, 0, 0);
     pfor_x = malloc(PFOR_N * sizeof *pfor_x);
-    double *v = calloc((size_t)runs, sizeof *v);
-    double *w = calloc((size_t)runs, sizeof *w);
+    v = calloc((size_t)runs, sizeof *v);
+    w = calloc((size_t)runs, sizeof *w);
     if (pfor_x == NULL || v == NULL || w == NULL)
         return 1;
     struct ferry_pool_stats st;
     ferry_pool_stats(pool, &st);
     printf("ferry pool, %u threads, median of %d runs\n", st.threads_total,
            runs);
-
-    if (want("tiny")) {
-        tiny_once();
-        for (int i = 0; i < runs; i++)
-            v[i] = tiny_once();
-        printf("tiny   %8.2f M tasks/s   (1M no-op tasks, one outside "
-               "thread)\n",
-               median(v, runs) / 1e6);
-    }
-    if (want("fib")) {
-        fib_once();
-        for (int i = 0; i < runs; i++)
-            v[i] = fib_once();
-        printf("fib    %8.1f ns/task     (fib(%d), %ld tasks)\n",
-               median(v, runs), FIB_N, fib_calls(FIB_N));
-    }
-    if (want("pfor")) {
-        double serial;
-        pfor_once(&serial);
-        for (int i = 0; i < runs; i++) {
-            v[i] = pfor_once(&serial);
-            w[i] = serial;
-        }
-        double par = median(v, runs);
-        double ser = median(w, runs);
-        printf("pfor   %8.2f x speedup   (10M floats: serial %.1f ms, "
-               "parallel %.1f ms)\n",
-               ser / par, ser / 1e6, par / 1e6);
-    }
-    if (!want("libuv"))
-        goto out;
-#ifdef FERRY_BENCH_HAVE_UV
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    uv_work_t *reqs = calloc(TINY_TASKS, sizeof *reqs);
-    if (reqs == NULL)
-        return 1;
-    uvq_once(&loop, reqs);
-    for (int i = 0; i < runs; i++)
-        v[i] = uvq_once(&loop, reqs);
-    printf("libuv  %8.2f M tasks/s   (uv_queue_work, same workload)\n",
-           median(v, runs) / 1e6);
-    uv_loop_close(&loop);
-    free(reqs);
-#else
-    printf("libuv  (not built: libuv was not found)\n");
-#endif
-out:
+    if (want("tiny"))
+        run_tiny();
+    if (want("fib"))
+        run_fib();
+    if (want("pfor"))
+        run_pfor();
+    if (want("libuv"))
+        run_libuv();
     free(v);
     free(w);
     free(pfor_x);
