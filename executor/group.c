@@ -180,12 +180,17 @@ FERRY_API int ferry_group_wait(ferry_group *pg)
         return -EINVAL;
     if (ferry__pool_stale(g->pool))
         return -ECHILD;
-    struct ferry__worker *w = ferry__worker_of(g->pool);
-    if (w == NULL || w->nest == 0 || w->blocking != 0) {
+    /* A worker inside a task: of this pool, it helps first; of any pool,
+     * it sleeps inside a blocking section, so its core is not lost while
+     * it waits (a task of pool A waiting on a group of pool B). */
+    struct ferry__worker *w = ferry__worker_self();
+    if (w == NULL || w->nest == 0 || w->blocking != 0 ||
+        ferry__pool_stale(w->pool)) {
         sleep_wait(g);
         return 0;
     }
-    help(w, g);
+    if (w == ferry__worker_of(g->pool))
+        help(w, g);
     if (pending(g) != 0) {
         ferry__blocking_enter(w);
         sleep_wait(g);

@@ -384,6 +384,14 @@ int ferry__task_cancel(struct ferry__task *t)
 static void handle_complete(struct ferry__task *t, int status)
 {
     struct ferry_task *h = ferry__container_of(t, struct ferry_task, task);
+    /* Acquire: pairs with the release decrement of the caller's last
+     * ferry_task_unref. One reference left means it is ours alone (a
+     * fire-and-forget submit, or one whose handle was dropped): nobody
+     * can read the status, and no atomic decrement is needed. */
+    if (atomic_load_explicit(&h->refs, memory_order_acquire) == 1) {
+        ferry__block_free(h);
+        return;
+    }
     /* Release: fn's effects before the status, for ferry_task_status. */
     atomic_store_explicit(&h->status, status, memory_order_release);
     ferry_task_unref(h);

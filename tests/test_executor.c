@@ -943,6 +943,78 @@ static void test_executor_no_lost_wakeup(void **state)
     assert_int_equal(ferry_pool_free(pool), 0);
 }
 
+/* A task of one pool waits on a group of another: it must not hold its
+ * own pool's only core while it sleeps. */
+static ferry_pool *other_pool;
+static sem_t cross_sem;
+
+static void cross_child_fn(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 30;
+    sem_timedwait(&cross_sem, &ts);
+}
+
+static void cross_wait_fn(void *arg)
+{
+    (void)arg;
+    ferry_group g;
+    if (ferry_group_init(&g, other_pool) != 0 ||
+        ferry_group_spawn(&g, cross_child_fn, NULL, 0) != 0)
+        atomic_fetch_add(&counter, 1000000);
+    ferry_group_wait(&g);
+    atomic_fetch_add(&counter, 1);
+}
+
+static void test_executor_group_wait_across_pools(void **state)
+{
+    (void)state;
+    ferry_pool *pool = new_pool(1, 4);
+    other_pool = new_pool(1, 0);
+    sem_init(&cross_sem, 0, 0);
+    atomic_store(&counter, 0);
+    assert_int_equal(ferry_pool_submit(pool, cross_wait_fn, NULL, 0, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    /* The waiter's core went to a spare: the 10 tasks run meanwhile. */
+    assert_true(wait_count(&counter, 10));
+    sem_post(&cross_sem);
+    assert_true(wait_count(&counter, 11));
+    assert_int_equal(ferry_pool_free(pool), 0);
+    assert_int_equal(ferry_pool_free(other_pool), 0);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_executor_idle_pool_uses_no_cpu(void **state)
+{
+    (void)state;
+    if (RUNNING_ON_VALGRIND)
+        skip(); /* valgrind's own scheduler burns CPU */
+    ferry_pool *pool = new_pool(2, 0);
+    atomic_store(&counter, 0);
+    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_true(wait_count(&counter, 1));
+    sleep_ns(50000000); /* let the spinning searchers park */
+    double c0 = cpu_seconds();
+    sleep_ns(300000000);
+    double used = cpu_seconds() - c0;
+    print_message("idle pool: %.3f ms of CPU in 300 ms\n", used * 1e3);
+    /* Parked workers and a monitor asleep: nothing wakes in between. */
+    assert_true(used < 0.010);
+    struct ferry_pool_stats st;
+    assert_int_equal(ferry_pool_stats(pool, &st), 0);
+    assert_int_equal(st.threads_idle, 2);
+    assert_int_equal(ferry_pool_free(pool), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -965,6 +1037,8 @@ int main(void)
         cmocka_unit_test(test_executor_spares_retire),
         cmocka_unit_test(test_executor_starvation_check),
         cmocka_unit_test(test_executor_no_lost_wakeup),
+        cmocka_unit_test(test_executor_group_wait_across_pools),
+        cmocka_unit_test(test_executor_idle_pool_uses_no_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
