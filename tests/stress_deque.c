@@ -45,6 +45,7 @@ struct shared {
     uint64_t items;
     _Atomic unsigned char *seen; /* times each id was taken */
     _Atomic uint64_t taken;
+    _Atomic uint64_t stolen; /* of those, by thieves */
     _Atomic int owner_done;
     _Atomic uint64_t bad; /* ids out of range */
 };
@@ -67,6 +68,7 @@ static void *thief(void *arg)
         enum ferry__steal r = ferry__deque_steal(&s->q, &t);
         if (r == FERRY__STEAL_OK) {
             record(s, t);
+            atomic_fetch_add_explicit(&s->stolen, 1, memory_order_relaxed);
         } else if (r == FERRY__STEAL_EMPTY) {
             if (atomic_load(&s->owner_done) &&
                 atomic_load(&s->taken) == s->items)
@@ -137,6 +139,7 @@ static void test_deque_owner_and_thieves_exactly_once(void **state)
     s.seen = calloc(s.items, 1);
     assert_non_null(s.seen);
     atomic_init(&s.taken, 0);
+    atomic_init(&s.stolen, 0);
     atomic_init(&s.owner_done, 0);
     atomic_init(&s.bad, 0);
     assert_int_equal(ferry__deque_init(&s.q, 1), 0); /* 2 slots: grow */
@@ -157,6 +160,12 @@ static void test_deque_owner_and_thieves_exactly_once(void **state)
     assert_int_equal(wrong, 0);
     /* It did grow: 2 slots could never hold a burst of 64. */
     assert_true(atomic_load(&s.q.array)->cap > 2);
+    print_message("%llu ids: %llu stolen by %u thieves, the rest taken by "
+                  "the owner; final capacity %lld\n",
+                  (unsigned long long)s.items,
+                  (unsigned long long)atomic_load(&s.stolen), thieves,
+                  (long long)atomic_load(&s.q.array)->cap);
+    assert_true(atomic_load(&s.stolen) > 0);
     ferry__deque_term(&s.q);
     free(th);
     free((void *)s.seen);
