@@ -43,10 +43,17 @@ static _Atomic(ferry_task *) *handles; /* one per CANCEL_EVERY ids */
 static int *cancel_rc;                 /* canceller only, then test thread */
 static _Atomic int producers_done;
 
+static bool cancellable(uint64_t id);
+
 static void task_fn(void *arg)
 {
     uint64_t id = (uint64_t)(uintptr_t)arg;
     atomic_fetch_add_explicit(&runs[id], 1, memory_order_relaxed);
+    if (id < items && cancellable(id)) {
+        /* A body long enough for some cancels to land while it runs. */
+        for (volatile int i = 0; i < 20000; i++)
+            ;
+    }
     if (id < items && id % NEST_EVERY == 0) {
         uint64_t child = items + id / NEST_EVERY;
         if (ferry_pool_submit(pool, task_fn, (void *)(uintptr_t)child, 0,
@@ -78,36 +85,28 @@ static void *producer(void *arg)
     return NULL;
 }
 
+/* Cancel handle i once handle i + lag exists (lag 0..4, varied), so the
+ * cancel lands while task i is queued, starting, running or done. */
 static void *canceller(void *arg)
 {
     (void)arg;
     uint64_t n = (items + CANCEL_EVERY - 1) / CANCEL_EVERY;
-    uint64_t done = 0;
-    bool *seen = calloc(n, 1);
-    while (done < n) {
-        uint64_t before = done;
-        bool finished = atomic_load(&producers_done) == 2;
-        for (uint64_t i = 0; i < n; i++) {
-            if (seen[i])
-                continue;
-            ferry_task *h =
-                atomic_load_explicit(&handles[i], memory_order_acquire);
-            if (h == NULL) {
-                if (finished && i * CANCEL_EVERY + 1 >= items) {
-                    seen[i] = true; /* no such id */
-                    cancel_rc[i] = 1;
-                    done++;
-                }
-                continue;
-            }
-            cancel_rc[i] = ferry_task_cancel(h);
-            seen[i] = true;
-            done++;
+    unsigned rng = 7;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i * CANCEL_EVERY + 1 >= items) {
+            cancel_rc[i] = 1; /* no such id */
+            continue;
         }
-        if (done == before)
+        rng = rng * 1103515245u + 12345u;
+        uint64_t lag = (rng >> 16) % 5;
+        uint64_t j = i + lag < n ? i + lag : i;
+        while (
+            atomic_load_explicit(&handles[i], memory_order_acquire) == NULL ||
+            (atomic_load_explicit(&handles[j], memory_order_acquire) == NULL &&
+             atomic_load(&producers_done) < 2))
             sched_yield();
+        cancel_rc[i] = ferry_task_cancel(atomic_load(&handles[i]));
     }
-    free(seen);
     return NULL;
 }
 
