@@ -8,6 +8,8 @@
  *   pfor    a parallel for over 10M floats (recursive halving with groups
  *           down to 16K elements; sinf, expf, sqrtf per element): speedup
  *           over the same loop run serially on one thread.
+ *   raw     the pfor loop split statically over as many plain pthreads:
+ *           what the (shared) machine can give at that moment.
  *   libuv   the tiny workload through uv_queue_work from the loop thread,
  *           as an in-run peer (only when libuv was found at build time).
  *
@@ -16,6 +18,7 @@
  * default) means one per CPU; workload is tiny, fib, pfor, libuv or all.
  */
 #include <math.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -164,6 +167,37 @@ static void pfor_reset(void)
         pfor_x[i] = (float)(i % 1000) / 1000.0f;
 }
 
+/* The machine's own capacity right now (it is shared): the same kernel,
+ * statically split over plain pthreads, no pool. */
+struct raw_part {
+    size_t lo, hi;
+};
+
+static void *raw_fn(void *arg)
+{
+    struct raw_part *p = arg;
+    kernel(p->lo, p->hi);
+    return NULL;
+}
+
+static double raw_once(unsigned nthreads)
+{
+    pthread_t th[64];
+    struct raw_part part[64];
+    if (nthreads > 64)
+        nthreads = 64;
+    pfor_reset();
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < nthreads; i++) {
+        part[i].lo = PFOR_N / nthreads * i;
+        part[i].hi = i + 1 == nthreads ? PFOR_N : PFOR_N / nthreads * (i + 1);
+        pthread_create(&th[i], NULL, raw_fn, &part[i]);
+    }
+    for (unsigned i = 0; i < nthreads; i++)
+        pthread_join(th[i], NULL);
+    return (double)(now_ns() - t0);
+}
+
 static double pfor_once(double *serial_ns)
 {
     pfor_reset();
@@ -236,19 +270,28 @@ static void run_fib(void)
            FIB_N, fib_calls(FIB_N));
 }
 
-static void run_pfor(void)
+static void run_pfor(unsigned nthreads)
 {
     double serial;
+    double *raw = calloc((size_t)runs, sizeof *raw);
+    if (raw == NULL)
+        abort();
     pfor_once(&serial);
     for (int i = 0; i < runs; i++) {
         v[i] = pfor_once(&serial);
         w[i] = serial;
+        raw[i] = raw_once(nthreads);
     }
     double par = median(v, runs);
     double ser = median(w, runs);
+    double rw = median(raw, runs);
     printf("pfor   %8.2f x speedup   (10M floats: serial %.1f ms, "
            "parallel %.1f ms)\n",
            ser / par, ser / 1e6, par / 1e6);
+    printf("raw    %8.2f x speedup   (same loop split over %u plain "
+           "threads: the machine's capacity now)\n",
+           ser / rw, nthreads);
+    free(raw);
 }
 
 static void run_libuv(void)
@@ -296,7 +339,7 @@ int main(int argc, char **argv)
     if (want("fib"))
         run_fib();
     if (want("pfor"))
-        run_pfor();
+        run_pfor(st.threads_total);
     if (want("libuv"))
         run_libuv();
     free(v);

@@ -9,6 +9,13 @@
  * once per task. `len` is written under the lock and read without it, so
  * workers and wake decisions can peek without locking.
  *
+ * Wake-ups happen on the edge only (STYLE.md point 11): a push onto a
+ * non-empty queue needs no notify. The task that made the queue non-empty
+ * was notified for; whoever pops it takes ours under the same lock, either
+ * in the same batch or leaving a remainder, and a pop that leaves tasks
+ * behind notifies for them (the split in ferry__inject_pop); a pop that
+ * empties the queue makes the next push an edge again.
+ *
  * The queue also carries the pool's "closed" level, checked under the same
  * lock as the push: a submit racing ferry_pool_shutdown either lands before
  * the close (and is then drained or dropped by the shutdown) or is refused.
@@ -38,7 +45,7 @@ void ferry__inject_term(struct ferry__inject *q)
 }
 
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
-                       bool nested)
+                       bool nested, bool *was_empty)
 {
     pthread_mutex_lock(&q->lock);
     if (q->closed > (nested ? 1 : 0)) {
@@ -46,6 +53,7 @@ int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
         return -ESHUTDOWN;
     }
     uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
+    *was_empty = len == 0;
     t->next = NULL;
     if (q->tail != NULL)
         q->tail->next = t;

@@ -186,9 +186,10 @@ struct ferry__inject {
 int ferry__inject_init(struct ferry__inject *q);
 void ferry__inject_term(struct ferry__inject *q);
 /* Returns 0 or -ESHUTDOWN (closed for this caller: nested says whether
- * the caller is one of the pool's workers). */
+ * the caller is one of the pool's workers). *was_empty: the push made the
+ * queue non-empty, so the caller must notify (only then). */
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
-                       bool nested);
+                       bool nested, bool *was_empty);
 /* Put back a task already accepted, whatever the closed level. */
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
 /* Pop up to max tasks as a NULL-terminated chain; NULL when empty. When

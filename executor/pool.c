@@ -316,21 +316,25 @@ int ferry__submit(ferry_pool *pool, struct ferry__task *t, uint64_t limit)
      * carries its enqueue time, and only those are timed by the worker. */
     static _Thread_local unsigned submits;
     t->enqueue_ns = submits++ % FERRY__TIME_SAMPLE == 0 ? ferry__now_ns() : 0;
+    bool edge = true;
     if (w != NULL) {
         if (ferry__pool_state(pool) == FERRY__POOL_CANCEL)
             return -ESHUTDOWN;
         if (ferry__deque_push(&w->dq, t) != 0) {
-            int rc = ferry__inject_push(&pool->inject, t, true);
+            int rc = ferry__inject_push(&pool->inject, t, true, &edge);
             if (rc != 0)
                 return rc;
         }
         ferry__stat_inc(&w->st.submitted);
     } else {
-        int rc = ferry__inject_push(&pool->inject, t, false);
+        int rc = ferry__inject_push(&pool->inject, t, false, &edge);
         if (rc != 0)
             return rc;
     }
-    ferry__notify(pool);
+    /* Deque pushes always notify (cheap when someone searches); injection
+     * queue pushes only on the empty -> non-empty edge (inject.c). */
+    if (edge)
+        ferry__notify(pool);
     return 0;
 }
 
