@@ -3,6 +3,8 @@
  *
  *   tiny    1M no-op tasks submitted from one outside thread, which then
  *           sleeps until the last one ran: tasks/s.
+ *   owned   the tiny workload with caller-owned tasks (the internal,
+ *           allocation-free interface the bridge uses).
  *   fib     fib(25) with one task per call (both children spawned into a
  *           group, then waited on): ns per task, 242785 tasks.
  *   pfor    a parallel for over 10M floats (recursive halving with groups
@@ -15,7 +17,7 @@
  *
  * Each figure is the median of FERRY_BENCH_RUNS runs (default 7) after
  * one warm-up run. Usage: bench_pool [threads [workload]]: threads 0 (the
- * default) means one per CPU; workload is tiny, fib, pfor, libuv or all.
+ * default) means one per CPU; workload is tiny, owned, fib, pfor, libuv or all.
  */
 #include <math.h>
 #include <pthread.h>
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "executor/internal.h" /* caller-owned tasks */
 #include "ferry.h"
 
 #ifdef FERRY_BENCH_HAVE_UV
@@ -78,6 +81,29 @@ static double tiny_once(void)
     for (int i = 0; i < TINY_TASKS; i++)
         if (ferry_pool_submit(pool, tiny_fn, NULL, 0, NULL) != 0)
             abort();
+    sem_wait(&tiny_done);
+    return TINY_TASKS / ((double)(now_ns() - t0) / 1e9);
+}
+
+/* The same through caller-owned internal tasks (no allocation per task):
+ * the bridge's path, and the shape of libuv's caller-owned uv_work_t. */
+static struct ferry__task *owned;
+
+static void owned_complete(struct ferry__task *t, int status)
+{
+    (void)t;
+    (void)status;
+}
+
+static double owned_once(void)
+{
+    atomic_store(&tiny_left, TINY_TASKS);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < TINY_TASKS; i++) {
+        ferry__task_init(&owned[i], tiny_fn, NULL, owned_complete, 0);
+        if (ferry__pool_submit_task(pool, &owned[i]) != 0)
+            abort();
+    }
     sem_wait(&tiny_done);
     return TINY_TASKS / ((double)(now_ns() - t0) / 1e9);
 }
@@ -261,6 +287,20 @@ static void run_tiny(void)
            median(v, runs) / 1e6);
 }
 
+static void run_owned(void)
+{
+    owned = calloc(TINY_TASKS, sizeof *owned);
+    if (owned == NULL)
+        abort();
+    owned_once();
+    for (int i = 0; i < runs; i++)
+        v[i] = owned_once();
+    printf("owned  %8.2f M tasks/s   (the same, caller-owned tasks: no "
+           "allocation)\n",
+           median(v, runs) / 1e6);
+    free(owned);
+}
+
 static void run_fib(void)
 {
     fib_once();
@@ -336,6 +376,8 @@ int main(int argc, char **argv)
            runs);
     if (want("tiny"))
         run_tiny();
+    if (want("owned"))
+        run_owned();
     if (want("fib"))
         run_fib();
     if (want("pfor"))

@@ -28,7 +28,7 @@
 
 enum {
     BATCH = 32,
-    DEPOT_MAX = 1024, /* chains: 1024 * 32 * 96 bytes = 3 MiB at most */
+    DEPOT_MAX = 4096, /* chains: 4096 * 32 * 64 bytes = 8 MiB at most */
 };
 
 struct block {
