@@ -6,8 +6,9 @@
  * ferry__task.next (tokio's Inject is the same shape, algorithms.md §2.2).
  * Producers append one task under the lock; workers take a batch per lock
  * and move it to their own deque, so the lock is taken far less often than
- * once per task. `len` is written under the lock and read without it, so
- * workers and wake decisions can peek without locking.
+ * once per task. A `nonempty` flag, written under the lock on the edges
+ * only and on a line of its own, lets workers and wake decisions peek
+ * without locking and without disturbing a submitter's lock line.
  *
  * Wake-ups happen on the edge only (STYLE.md point 11): a push onto a
  * non-empty queue needs no notify. The task that made the queue non-empty
@@ -20,7 +21,8 @@
  * lock as the push: a submit racing ferry_pool_shutdown either lands before
  * the close (and is then drained or dropped by the shutdown) or is refused.
  *
- * Thread: any. Invariant: len == number of tasks on the list.
+ * Thread: any. Invariants: len == number of tasks on the list; nonempty ==
+ * (len != 0) whenever the lock is free.
  */
 #include <errno.h>
 
@@ -33,15 +35,38 @@ int ferry__inject_init(struct ferry__inject *q)
         return rc;
     q->head = NULL;
     q->tail = NULL;
-    atomic_init(&q->len, 0);
+    q->len = 0;
     q->submitted = 0;
     q->closed = 0;
+    atomic_init(&q->nonempty, 0);
     return 0;
 }
 
 void ferry__inject_term(struct ferry__inject *q)
 {
     pthread_mutex_destroy(&q->lock);
+}
+
+/* Lock held. Relaxed stores: the lock orders the list itself; wake
+ * decisions read the flag after their own seq_cst fence (park.c), which is
+ * what orders it against a parking worker's re-check. */
+static void set_nonempty_locked(struct ferry__inject *q, uint32_t v)
+{
+    atomic_store_explicit(&q->nonempty, v, memory_order_relaxed);
+}
+
+static void append_locked(struct ferry__inject *q, struct ferry__task *first,
+                          struct ferry__task *last, uint64_t n)
+{
+    last->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = first;
+    else
+        q->head = first;
+    q->tail = last;
+    if (q->len == 0)
+        set_nonempty_locked(q, 1);
+    q->len += n;
 }
 
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
@@ -52,19 +77,9 @@ int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
         pthread_mutex_unlock(&q->lock);
         return -ESHUTDOWN;
     }
-    uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
-    *was_empty = len == 0;
-    t->next = NULL;
-    if (q->tail != NULL)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
+    *was_empty = q->len == 0;
+    append_locked(q, t, t, 1);
     q->submitted++;
-    /* Relaxed: the lock orders the list itself. Wake decisions read len
-     * after their own seq_cst fence (park.c), which is what orders this
-     * store against a parking worker's recheck. */
-    atomic_store_explicit(&q->len, len + 1, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
     return 0;
 }
@@ -78,16 +93,16 @@ void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
     q->head = t;
     if (q->tail == NULL)
         q->tail = t;
-    uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
-    atomic_store_explicit(&q->len, len + 1, memory_order_relaxed);
+    if (q->len++ == 0)
+        set_nonempty_locked(q, 1);
     pthread_mutex_unlock(&q->lock);
 }
 
-struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max,
-                                      bool *split)
+struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
+                                      uint64_t max, bool *split)
 {
     *split = false;
-    if (ferry__inject_len(q) == 0)
+    if (!ferry__inject_nonempty(q))
         return NULL;
     /* Detach the whole list in O(1). Cutting a batch off a linked list
      * means walking it, one cache miss per task (the submitter wrote each
@@ -95,15 +110,20 @@ struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max,
     pthread_mutex_lock(&q->lock);
     struct ferry__task *head = q->head;
     struct ferry__task *tail = q->tail;
-    uint64_t len = atomic_load_explicit(&q->len, memory_order_relaxed);
+    uint64_t len = q->len;
     q->head = NULL;
     q->tail = NULL;
-    atomic_store_explicit(&q->len, 0, memory_order_relaxed);
+    q->len = 0;
+    if (len != 0)
+        set_nonempty_locked(q, 0);
     pthread_mutex_unlock(&q->lock);
-    if (len <= max)
+    uint64_t n = len / share + 1;
+    if (n > max)
+        n = max;
+    if (len <= n)
         return head;
     struct ferry__task *last = head;
-    for (uint64_t n = 1; n < max; n++)
+    for (uint64_t i = 1; i < n; i++)
         last = last->next;
     struct ferry__task *rest = last->next;
     last->next = NULL;
@@ -114,11 +134,20 @@ struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max,
     if (q->head == NULL)
         q->tail = tail;
     q->head = rest;
-    uint64_t now = atomic_load_explicit(&q->len, memory_order_relaxed);
-    atomic_store_explicit(&q->len, now + len - max, memory_order_relaxed);
+    if (q->len == 0)
+        set_nonempty_locked(q, 1);
+    q->len += len - n;
     pthread_mutex_unlock(&q->lock);
     *split = true;
     return head;
+}
+
+uint64_t ferry__inject_len(struct ferry__inject *q)
+{
+    pthread_mutex_lock(&q->lock);
+    uint64_t len = q->len;
+    pthread_mutex_unlock(&q->lock);
+    return len;
 }
 
 void ferry__inject_close(struct ferry__inject *q, int level)
@@ -137,5 +166,6 @@ void ferry__inject_reset(struct ferry__inject *q)
     ferry__mutex_init_adaptive(&q->lock);
     q->head = NULL;
     q->tail = NULL;
-    atomic_store_explicit(&q->len, 0, memory_order_relaxed);
+    q->len = 0;
+    atomic_store_explicit(&q->nonempty, 0, memory_order_relaxed);
 }

@@ -178,9 +178,14 @@ struct ferry__inject {
     pthread_mutex_t lock;
     struct ferry__task *head; /* lock */
     struct ferry__task *tail; /* lock */
-    _Atomic uint64_t len;     /* written under lock, read without it */
+    uint64_t len;             /* lock */
     uint64_t submitted;       /* lock: tasks pushed (stats) */
     int closed;               /* lock: 0 open, 1 workers only, 2 closed */
+    /* 1 while the list is non-empty: written under the lock on the empty
+     * <-> non-empty edges only, read without it by searchers and wake
+     * decisions. Its own line, so their polling does not pull the lock's
+     * line away from a submitter in the middle of a burst. */
+    alignas(FERRY__CACHELINE) _Atomic uint32_t nonempty;
 };
 
 int ferry__inject_init(struct ferry__inject *q);
@@ -192,15 +197,18 @@ int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested, bool *was_empty);
 /* Put back a task already accepted, whatever the closed level. */
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
-/* Pop up to max tasks as a NULL-terminated chain; NULL when empty. When
- * *split is set, the tasks left behind were briefly invisible to
- * ferry__work_visible: the caller must ferry__notify. */
-struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t max,
-                                      bool *split);
-static inline uint64_t ferry__inject_len(struct ferry__inject *q)
+/* Pop len / share + 1 tasks, at most max, as a NULL-terminated chain; NULL
+ * when empty. When *split is set, the tasks left behind were briefly
+ * invisible to ferry__work_visible: the caller must ferry__notify. */
+struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
+                                      uint64_t max, bool *split);
+/* Whether tasks are queued (no lock). */
+static inline bool ferry__inject_nonempty(struct ferry__inject *q)
 {
-    return atomic_load_explicit(&q->len, memory_order_relaxed);
+    return atomic_load_explicit(&q->nonempty, memory_order_relaxed) != 0;
 }
+/* Queued tasks (takes the lock). */
+uint64_t ferry__inject_len(struct ferry__inject *q);
 /* 0 open, 1 only nested submits, 2 none. */
 void ferry__inject_close(struct ferry__inject *q, int level);
 /* Single-threaded (after fork): reinit the lock, drop the tasks. */

@@ -13,22 +13,20 @@
  *     is left. At most half the cores search at once (tokio's cap).
  *
  * The lost-wake-up argument. Work is published by a store W (deque bottom,
- * or inject len under its lock); a worker announces that it stops looking
- * by stores A (core released, self on the idle stack, nsearching
- * decremented). Each side then executes a seq_cst fence and reads the
- * other side's variables:
- *   submitter (ferry__notify): W; fence; read nsearching, idle cores,
- *     BLOCKED cores -> wake one if nobody searches;
- *   worker (ferry__park_worker): A; fence; read every queue -> if work is
- *     visible, take a core back instead of sleeping.
- * The two fences are totally ordered. If the worker's comes second, its
- * re-check sees W. If the submitter's comes second, it sees A: either a
- * free core and nsearching == 0, and it wakes someone; or another worker
- * still searching, which is then responsible, because that searcher will
- * itself stop by the same A; fence; re-check sequence (end_searching when
- * it finds work, park_worker when it does not), and its fence comes after
- * the submitter's. Every decrement of nsearching is followed by that fence
- * and re-check, including the undo in start_searcher.
+ * or the injection queue's nonempty flag, set under its lock); a worker
+ * announces that it stops looking by stores A (core released, self on the idle
+ * stack, nsearching decremented). Each side then executes a seq_cst fence and
+ * reads the other side's variables: submitter (ferry__notify): W; fence; read
+ * nsearching, idle cores, BLOCKED cores -> wake one if nobody searches; worker
+ * (ferry__park_worker): A; fence; read every queue -> if work is visible, take
+ * a core back instead of sleeping. The two fences are totally ordered. If the
+ * worker's comes second, its re-check sees W. If the submitter's comes second,
+ * it sees A: either a free core and nsearching == 0, and it wakes someone; or
+ * another worker still searching, which is then responsible, because that
+ * searcher will itself stop by the same A; fence; re-check sequence
+ * (end_searching when it finds work, park_worker when it does not), and its
+ * fence comes after the submitter's. Every decrement of nsearching is followed
+ * by that fence and re-check, including the undo in start_searcher.
  *
  * Thread: any; park_worker and idle_worker by the worker itself.
  */
@@ -79,7 +77,7 @@ bool ferry__park_token(struct ferry__worker *w, uint64_t deadline_ns)
 bool ferry__work_visible(ferry_pool *pool)
 {
     /* Relaxed loads: callers order them with their own seq_cst fence. */
-    if (ferry__inject_len(&pool->inject) != 0)
+    if (ferry__inject_nonempty(&pool->inject))
         return true;
     unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
     for (unsigned i = 0; i < n; i++) {
@@ -307,7 +305,7 @@ void ferry__wakep(ferry_pool *pool)
 void ferry__notify(ferry_pool *pool)
 {
     /* The submitter's StoreLoad fence: our publication of work (deque
-     * bottom or inject len) comes before our loads of nsearching and of
+     * bottom or inject nonempty) comes before our loads of nsearching and of
      * the cores. Pairs with the fences in ferry__park_worker,
      * ferry__end_searching, start_searcher and ferry__blocking_enter. */
     ferry__fence_seq_cst();

@@ -116,7 +116,7 @@ static void drop_queued(ferry_pool *pool)
 {
     struct ferry__task *t;
     bool split;
-    while ((t = ferry__inject_pop(&pool->inject, UINT64_MAX, &split))) {
+    while ((t = ferry__inject_pop(&pool->inject, 1, UINT64_MAX, &split))) {
         for (struct ferry__task *next; t != NULL; t = next) {
             next = t->next;
             ferry__drop_task(pool, NULL, t);

@@ -176,15 +176,13 @@ static void push_local(struct ferry__worker *w, struct ferry__task *t)
 static struct ferry__task *pop_inject(struct ferry__worker *w)
 {
     ferry_pool *pool = w->pool;
-    uint64_t len = ferry__inject_len(&pool->inject);
-    if (len == 0)
+    if (!ferry__inject_nonempty(&pool->inject))
         return NULL;
     /* tokio's share, len / cores + 1, up to a batch; thieves rebalance
      * whatever lands on our deque. */
-    uint64_t n = len / pool->ncores + 1;
     bool split;
-    struct ferry__task *t = ferry__inject_pop(
-        &pool->inject, n < STEAL_BATCH ? n : STEAL_BATCH, &split);
+    struct ferry__task *t =
+        ferry__inject_pop(&pool->inject, pool->ncores, STEAL_BATCH, &split);
     if (t == NULL)
         return NULL;
     for (struct ferry__task *x = t->next, *next; x != NULL; x = next) {
