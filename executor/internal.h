@@ -232,16 +232,22 @@ struct ferry__sched {
     unsigned nthreads; /* lock: live worker threads */
     unsigned nslots;   /* lock: slots ever used */
     bool mon_sleeping; /* lock: monitor waits untimed */
-    /* Written under lock, read without it by wake decisions. */
-    _Atomic unsigned nidle_cores;
+    /* Written under the lock, rarely (park, wake, hand-over); read without
+     * it by every submit and after every task: a line of their own, away
+     * from the lock word, which parking workers keep taking. */
+    alignas(FERRY__CACHELINE) _Atomic unsigned nidle_cores;
     _Atomic unsigned nwanters;
     /* Futex word: live worker threads, for the shutdown wait. */
     _Atomic uint32_t alive;
-    /* Workers searching for work (Go's nmspinning): its own line, as it
-     * is read by every submit. */
+    /* Workers searching for work (Go's nmspinning): written whenever one
+     * starts or stops searching, read by every submit: its own line. */
     alignas(FERRY__CACHELINE) _Atomic unsigned nsearching;
 };
 
+/* Layout: the first lines are read on every task and written almost never
+ * (configuration, state, the slot table); the injection queue, the
+ * scheduler and the monitor follow on lines of their own, so a submitter
+ * taking the queue's lock does not invalidate what workers read. */
 struct ferry_pool {
     /* Configuration, read-only after creation. */
     unsigned ncores;
@@ -263,11 +269,11 @@ struct ferry_pool {
     _Atomic(struct ferry__worker *) *slots; /* max_threads; kept to free */
     unsigned char *slot_used;               /* sched lock: a thread runs */
     _Atomic unsigned nslots;                /* slots published to thieves */
-    struct ferry__inject inject;
-    struct ferry__sched sched;
+    alignas(FERRY__CACHELINE) struct ferry__inject inject;
+    alignas(FERRY__CACHELINE) struct ferry__sched sched;
 
-    /* The monitor thread (blocking.c). */
-    pthread_t mon;
+    /* The monitor thread (blocking.c): written every tick while busy. */
+    alignas(FERRY__CACHELINE) pthread_t mon;
     bool mon_running;
     _Atomic uint32_t mon_word; /* futex: bumped to wake the monitor */
     _Atomic int mon_stop;
