@@ -1,0 +1,75 @@
+/*
+ * executor/thread.c: the OS thread plumbing of the pool, kept in one file
+ * because it is the only one that needs _GNU_SOURCE (sched_getaffinity,
+ * CPU_COUNT, pthread_setname_np; STYLE.md point 18).
+ *
+ * pthread_create failures are returned, never fatal: the callers join what
+ * they started and report -EAGAIN (STYLE.md point 5).
+ *
+ * Thread: any.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "executor/internal.h"
+
+unsigned ferry__cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0)
+            return (unsigned)n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1u;
+}
+
+int ferry__thread_spawn(ferry_pool *pool, pthread_t *out, void *(*fn)(void *),
+                        void *arg)
+{
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return -EAGAIN;
+    int rc = 0;
+    if (pool->stack_size != 0)
+        rc = pthread_attr_setstacksize(&attr, pool->stack_size);
+    if (rc == 0)
+        rc = pthread_create(out, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? 0 : -EAGAIN;
+}
+
+void ferry__thread_name(const char *prefix, const char *suffix)
+{
+    char name[16]; /* the kernel's limit, with the NUL */
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);
+    (void)pthread_setname_np(pthread_self(), name);
+}
+
+size_t ferry__stack_min(void)
+{
+    long n = sysconf(_SC_THREAD_STACK_MIN);
+    return n > 0 ? (size_t)n : (size_t)PTHREAD_STACK_MIN;
+}
+
+int ferry__mutex_init_adaptive(pthread_mutex_t *m)
+{
+    /* glibc's adaptive mutex spins a little before sleeping in the kernel:
+     * the injection queue's critical sections are a few instructions, so
+     * a contended lock is usually free again within the spin. */
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    if (rc == 0)
+        rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return -rc;
+}
