@@ -134,6 +134,9 @@ uint64_t bench_tiny_work(uint64_t seed);
 bool bench_wait_u64(_Atomic uint64_t *p, uint64_t want);
 bool bench_wait_u32(_Atomic uint32_t *p, uint32_t want);
 
+/* calloc for structs with cache-line-aligned members (free with free). */
+void *bench_zalloc_aligned(size_t size);
+
 /* Print a warning line on stderr, prefixed with "ferry-bench: ". */
 void bench_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

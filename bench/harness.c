@@ -407,13 +407,15 @@ void bench_compute_ratios(struct bench_results *r)
     r->ratios = calloc(r->nrecs * BENCH_MAX_METRICS, sizeof *r->ratios);
     if (r->ratios == NULL)
         return;
-    for (size_t i = 0; i < r->nrecs; i++) {
-        const struct bench_rec *p = &r->recs[i];
-        if (!p->ran || p->wl->peer_of == NULL)
+    /* Ferry's workloads in registry order, each followed by its peers. */
+    for (size_t j = 0; j < r->nrecs; j++) {
+        const struct bench_rec *f = &r->recs[j];
+        if (!f->ran || f->wl->peer_of != NULL)
             continue;
-        for (size_t j = 0; j < r->nrecs; j++) {
-            const struct bench_rec *f = &r->recs[j];
-            if (f->ran && strcmp(f->wl->name, p->wl->peer_of) == 0)
+        for (size_t i = 0; i < r->nrecs; i++) {
+            const struct bench_rec *p = &r->recs[i];
+            if (p->ran && p->wl->peer_of &&
+                strcmp(f->wl->name, p->wl->peer_of) == 0)
                 add_ratios(r, f, p);
         }
     }

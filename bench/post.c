@@ -131,7 +131,7 @@ int post_bench(struct bench_ctx *c, post_phase_fn *phase)
 {
     uint64_t n_tput = bench_size(c, 500000, 2000);
     uint64_t n_lat = bench_size(c, 100000, 1000);
-    struct post_run *r = calloc(1, sizeof *r);
+    struct post_run *r = bench_zalloc_aligned(sizeof *r);
     if (r == NULL)
         return -ENOMEM;
     r->items = calloc(n_tput * POST_PRODUCERS, sizeof *r->items);

@@ -185,7 +185,8 @@ static void ratio_table(FILE *f, const struct bench_results *r)
     fprintf(f, "\n== ratios ferry / peer, rep by rep: median [min-max] "
                "(latency: < 1 is better; throughput: > 1) ==\n");
     if (r->nratios == 0) {
-        fprintf(f, "none: no ferry workload ran (ferry's loop and bridge "
+        fprintf(f, "none: no ferry workload ran alongside a peer (ferry's loop "
+                   "and bridge "
                    "are not built yet; see --list)\n");
         return;
     }
@@ -194,6 +195,13 @@ static void ratio_table(FILE *f, const struct bench_results *r)
     for (size_t i = 0; i < r->nratios; i++) {
         const struct bench_ratio *ra = &r->ratios[i];
         char cell[80], tgt[48] = "";
+        /* p90 and max stay in JSON/CSV: the table keeps to p50/p99/p99.9
+         * (max is one sample, the noisiest figure of all). */
+        const char *name = ra->metric->name;
+        size_t len = strlen(name);
+        if (len >= 3 && (strcmp(name + len - 3, "p90") == 0 ||
+                         strcmp(name + len - 3, "max") == 0))
+            continue;
         fmt_summary(cell, sizeof cell, ra->s);
         if (ra->target)
             snprintf(tgt, sizeof tgt, "%s %.2g: %s",

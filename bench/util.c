@@ -11,6 +11,8 @@
  */
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "bench.h"
@@ -79,6 +81,16 @@ bool bench_wait_u32(_Atomic uint32_t *p, uint32_t want)
         sched_yield();
     }
     return true;
+}
+
+void *bench_zalloc_aligned(size_t size)
+{
+    size_t rounded =
+        (size + FERRY__CACHELINE - 1) & ~(size_t)(FERRY__CACHELINE - 1);
+    void *p = aligned_alloc(FERRY__CACHELINE, rounded);
+    if (p != NULL)
+        memset(p, 0, rounded);
+    return p;
 }
 
 void bench_warn(const char *fmt, ...)

@@ -172,7 +172,7 @@ static void *spin_responder(void *arg)
 static int run_spin(struct bench_ctx *c)
 {
     uint64_t n = bench_size(c, 50000, 200), total = n + n / 10;
-    struct spin_pp *pp = calloc(1, sizeof *pp);
+    struct spin_pp *pp = bench_zalloc_aligned(sizeof *pp);
     struct bench_hist *h = malloc(sizeof *h);
     pthread_t th;
     int rc = pp && h ? 0 : -ENOMEM;
