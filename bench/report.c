@@ -185,9 +185,8 @@ static void ratio_table(FILE *f, const struct bench_results *r)
     fprintf(f, "\n== ratios ferry / peer, rep by rep: median [min-max] "
                "(latency: < 1 is better; throughput: > 1) ==\n");
     if (r->nratios == 0) {
-        fprintf(f, "none: no ferry workload ran alongside a peer (ferry's loop "
-                   "and bridge "
-                   "are not built yet; see --list)\n");
+        fprintf(f, "none: no ferry workload ran alongside one of its peers "
+                   "(--list shows what is built)\n");
         return;
     }
     fprintf(f, "%-12s %-12s %-18s %-22s %s\n", "ferry", "peer", "metric",

@@ -232,6 +232,7 @@ static int run_post(struct bench_ctx *c)
 
 struct fsweep {
     ferry_loop *loop;
+    struct guard g; /* deadline renewed at every cell */
     struct sweep_cell *s;
     uint64_t due; /* deadline of the armed lag timer, loop clock */
     int err;      /* first error of a registration */
@@ -313,6 +314,7 @@ static int fsw_run_cell(void *backend, struct sweep_cell *s)
 {
     struct fsweep *u = backend;
     u->s = s;
+    u->g.deadline = bench_now() + BENCH_WAIT_TIMEOUT_NS;
     u->due = ferry_loop_time(u->loop) + s->cfg->period_ns;
     int rc = ferry_call_later(u->loop, (int64_t)s->cfg->period_ns, fsw_tick, u,
                               NULL, NULL);
@@ -332,7 +334,7 @@ static int fsw_run_cell(void *backend, struct sweep_cell *s)
     if (rc == 0)
         rc = ferry_loop_run_forever(u->loop);
     if (rc == 0)
-        rc = u->err;
+        rc = u->g.fired ? -ETIMEDOUT : u->err;
     return rc < 0 ? rc : sweep_finished(s) ? 0 : -EPROTO;
 }
 
@@ -347,7 +349,9 @@ static int run_sweep(struct bench_ctx *c)
     int rc = ferry_loop_new(&u.loop, NULL);
     if (rc < 0)
         return rc;
-    rc = bench_sweep_run(c, &ops, &u);
+    rc = guard_arm(&u.g, u.loop, NULL);
+    if (rc == 0)
+        rc = bench_sweep_run(c, &ops, &u);
 #ifdef FERRY_BENCH_HAVE_BRIDGE
     ferry_loop_shutdown_default_executor(u.loop, BENCH_WAIT_TIMEOUT_NS);
 #endif
@@ -491,7 +495,7 @@ static bool fshape_verify(struct bench_ctx *c, const struct fshape *s)
 
 static int run_rtt(struct bench_ctx *c)
 {
-    uint64_t n = bench_size(c, 5000, 200), ns = 0;
+    uint64_t n = bench_size(c, 10000, 200), ns = 0;
     struct fshape s = {.fn = noop_fn, .warm = n / 10};
     s.total = n + s.warm;
     if ((s.h = malloc(sizeof *s.h)) == NULL)

@@ -243,7 +243,7 @@ static void rtt_done(struct naive_job *j, void *arg)
 static int run_rtt(struct bench_ctx *c)
 {
     struct shape s;
-    uint64_t n = bench_size(c, 5000, 200);
+    uint64_t n = bench_size(c, 10000, 200);
     int rc = shape_open(c, &s, 1);
     if (rc < 0)
         return rc;

@@ -164,7 +164,7 @@ static bool shape_verify(struct bench_ctx *c, const struct uv_shape *s)
 
 static int run_rtt(struct bench_ctx *c)
 {
-    uint64_t n = bench_size(c, 5000, 200), ns;
+    uint64_t n = bench_size(c, 10000, 200), ns;
     struct uv_shape s = {.work = noop_work, .warm = n / 10};
     s.total = n + s.warm;
     if ((s.h = malloc(sizeof *s.h)) == NULL)
