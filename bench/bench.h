@@ -119,6 +119,9 @@ static inline uint64_t bench_now(void)
     return ferry__now_ns();
 }
 
+/* CPU time of the whole process (every thread), in ns. */
+uint64_t bench_cpu_ns(void);
+
 /* Busy-wait ns of CPU (the sweep's "spin" work). */
 void bench_spin_ns(uint64_t ns);
 /* nanosleep ns (the sweep's "blocking" work); 0 returns at once. */

@@ -39,6 +39,8 @@ const struct bench_group bench_groups[] = {
     {"post", "cross-thread post: 2 producers -> loop (throughput; "
              "post-to-run latency in us, window of 64 per producer)"},
     {"tiny", "pool tiny tasks: batches of 4096 x ~0.1 us of arithmetic"},
+    {"idle", "CPU used by a sleeping loop and a warmed pool (% of one core; "
+             "target 0)"},
     {"sweep", "when does offloading pay: work size vs loop lag"},
 };
 const size_t bench_ngroups = FERRY__ARRAY_SIZE(bench_groups);

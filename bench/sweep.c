@@ -278,5 +278,6 @@ void bench_sweep_table(FILE *f, const char *name, const struct bench_sweep *sw)
     }
     fprintf(f, "  (pays = offloaded lag p99 < inline lag p99 and offloaded "
                "throughput >= 80%% of inline; offload keeps --threads items "
-               "in flight)\n");
+               "in flight;\n   sleep sizes are nominal: nanosleep adds the "
+               "thread's timer slack, 50 us by default)\n");
 }

@@ -83,6 +83,13 @@ bool bench_wait_u32(_Atomic uint32_t *p, uint32_t want)
     return true;
 }
 
+uint64_t bench_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void *bench_zalloc_aligned(size_t size)
 {
     size_t rounded =

@@ -8,17 +8,15 @@
  *   ferry.sweep  the offloading sweep: call_soon chain inline, call_later
  *                1 ms lag timer; offload half through run_in_executor
  *                                                needs the loop (+ bridge)
- *   ferry.rtt    run_in_executor no-op, one in flight       needs the bridge
- *   ferry.tput   run_in_executor no-op, window 1024         needs the bridge
- *   ferry.tiny   tiny tasks in batches of 4096, through run_in_executor
- *                (a pool-only variant can follow executor.h) needs the bridge
+ *   ferry.rtt, ferry.tput, ferry.tiny, ferry.idle: wl_ferry_bridge.c
+ *                                                         need the bridge
  *
  * What is built depends on which parts exist in the tree (bench/meson.build):
  * FERRY_BENCH_HAVE_LOOP when loop/loop.c exists, FERRY_BENCH_HAVE_BRIDGE
  * when bridge/run_in_executor.c exists. Workloads not built stay registered
  * (--list shows why) so the report always says what was not measured.
- * Offloads use the default pool (pool == NULL), created by the warm-up
- * offload before timing and shut down at the end of each rep.
+ * The sweep's offloads use the default pool (pool == NULL), shut down at
+ * the end of each rep.
  *
  * Every wait is bounded: a 100 ms guard timer on the measuring loop stops
  * it after BENCH_WAIT_TIMEOUT_NS or on a producer error, and the run fails.
@@ -33,48 +31,31 @@
 #include "bench.h"
 #include "post.h"
 #include "sweep.h"
+#include "wl_ferry.h"
 
 #ifdef FERRY_BENCH_HAVE_LOOP
-#include "ferry/future.h"
-#include "ferry/loop.h"
-#ifdef FERRY_BENCH_HAVE_BRIDGE
-#include "ferry/bridge.h"
-#endif
-
 #define GUARD_NS (100ull * 1000 * 1000)
-#define WINDOW 1024
-#define BATCH 4096
-#define TOKEN 0x5bd1e995u
 
-/* A guard against lost wake-ups: stops the loop once *deadline passed or
- * *error is set, re-arming itself every 100 ms otherwise. A guard still
- * pending when the loop is freed is simply dropped. */
-struct guard {
-    ferry_loop *loop;
-    uint64_t deadline;
-    _Atomic int *error; /* may be NULL */
-    bool fired;         /* the guard stopped the loop */
-};
-
-static void guard_cb(void *arg)
+void bench_guard_cb(void *arg)
 {
-    struct guard *g = arg;
+    struct bench_guard *g = arg;
     if ((g->error && atomic_load(g->error) != 0) || bench_now() > g->deadline) {
         g->fired = true;
         ferry_loop_stop(g->loop);
         return;
     }
-    if (ferry_call_later(g->loop, (int64_t)GUARD_NS, guard_cb, g, NULL, NULL) !=
-        0)
+    if (ferry_call_later(g->loop, (int64_t)GUARD_NS, bench_guard_cb, g, NULL,
+                         NULL) != 0)
         ferry_loop_stop(g->loop);
 }
 
-static int guard_arm(struct guard *g, ferry_loop *loop, _Atomic int *error)
+int bench_guard_arm(struct bench_guard *g, ferry_loop *loop, _Atomic int *error)
 {
-    *g = (struct guard){.loop = loop,
-                        .deadline = bench_now() + BENCH_WAIT_TIMEOUT_NS,
-                        .error = error};
-    return ferry_call_later(loop, (int64_t)GUARD_NS, guard_cb, g, NULL, NULL);
+    *g = (struct bench_guard){.loop = loop,
+                              .deadline = bench_now() + BENCH_WAIT_TIMEOUT_NS,
+                              .error = error};
+    return ferry_call_later(loop, (int64_t)GUARD_NS, bench_guard_cb, g, NULL,
+                            NULL);
 }
 
 /* ---- ferry.wake ---- */
@@ -137,8 +118,8 @@ static void *fwake_thread(void *arg)
 
 static int fwake_go(struct fwake *w)
 {
-    struct guard g;
-    int rc = guard_arm(&g, w->loop[0], &w->error);
+    struct bench_guard g;
+    int rc = bench_guard_arm(&g, w->loop[0], &w->error);
     w->t0 = bench_now();
     if (rc == 0)
         rc = ferry_call_soon_threadsafe(w->loop[1], fwake_ping, w, NULL);
@@ -206,13 +187,13 @@ static int fpost_item(void *backend, struct post_item *it)
 static int fpost_phase(struct post_run *r)
 {
     struct fpost p;
-    struct guard g;
+    struct bench_guard g;
     int rc = ferry_loop_new(&p.loop, NULL);
     if (rc < 0)
         return rc;
     r->post = fpost_item;
     r->backend = &p;
-    rc = guard_arm(&g, p.loop, &r->error);
+    rc = bench_guard_arm(&g, p.loop, &r->error);
     if (rc == 0 && (rc = post_start(r)) == 0) {
         post_go(r);
         rc = ferry_loop_run_forever(p.loop);
@@ -232,7 +213,7 @@ static int run_post(struct bench_ctx *c)
 
 struct fsweep {
     ferry_loop *loop;
-    struct guard g; /* deadline renewed at every cell */
+    struct bench_guard g; /* deadline renewed at every cell */
     struct sweep_cell *s;
     uint64_t due; /* deadline of the armed lag timer, loop clock */
     int err;      /* first error of a registration */
@@ -349,7 +330,7 @@ static int run_sweep(struct bench_ctx *c)
     int rc = ferry_loop_new(&u.loop, NULL);
     if (rc < 0)
         return rc;
-    rc = guard_arm(&u.g, u.loop, NULL);
+    rc = bench_guard_arm(&u.g, u.loop, NULL);
     if (rc == 0)
         rc = bench_sweep_run(c, &ops, &u);
 #ifdef FERRY_BENCH_HAVE_BRIDGE
@@ -359,183 +340,6 @@ static int run_sweep(struct bench_ctx *c)
     return rc;
 }
 
-/* ---- ferry.rtt, ferry.tput, ferry.tiny (the bridge) ---- */
-
-#ifdef FERRY_BENCH_HAVE_BRIDGE
-struct fshape;
-
-struct fjob {
-    struct fshape *s;
-    uint64_t seq; /* set at submit; the offloaded fn derives its result */
-    uint64_t t0;  /* submit time (rtt) */
-};
-
-struct fshape {
-    ferry_loop *loop;
-    int (*fn)(void *arg, void **result);
-    struct fjob *jobs;
-    uint64_t total, submitted, completed, sum, want_sum, warm;
-    bool batch;           /* tiny: resubmit per batch */
-    struct bench_hist *h; /* rtt only */
-    int err;              /* first error on the loop side */
-};
-
-static int noop_fn(void *arg, void **result)
-{
-    struct fjob *j = arg;
-    *result = (void *)(uintptr_t)(j->seq ^ TOKEN);
-    return 0;
-}
-
-static int tiny_fn(void *arg, void **result)
-{
-    struct fjob *j = arg;
-    *result = (void *)(uintptr_t)bench_tiny_work(j->seq);
-    return 0;
-}
-
-static void fshape_done(ferry_future *f, void *arg);
-
-static void fshape_submit(struct fshape *s, struct fjob *j)
-{
-    ferry_future *f;
-    j->seq = s->submitted++;
-    j->t0 = bench_now();
-    int rc = ferry_run_in_executor(s->loop, NULL, s->fn, j, NULL, &f);
-    if (rc == 0) {
-        rc = ferry_future_add_done_callback(f, fshape_done, j, NULL);
-        if (rc < 0)
-            ferry_future_unref(f);
-    }
-    if (rc < 0) {
-        s->err = rc;
-        ferry_loop_stop(s->loop);
-    }
-}
-
-static void fshape_batch(struct fshape *s)
-{
-    for (unsigned i = 0; i < BATCH && s->submitted < s->total; i++)
-        fshape_submit(s, &s->jobs[i]);
-}
-
-static void fshape_done(ferry_future *f, void *arg)
-{
-    struct fjob *j = arg;
-    struct fshape *s = j->s;
-    uint64_t now = bench_now();
-    void *v = NULL;
-    int rc = ferry_future_result(f, &v);
-    ferry_future_unref(f); /* the library keeps its own until we return */
-    if (rc < 0 && s->err == 0)
-        s->err = rc;
-    if (s->h != NULL && s->completed >= s->warm)
-        bench_hist_record(s->h, now - j->t0);
-    s->completed++;
-    s->sum += (uintptr_t)v;
-    if (s->completed == s->total || s->err != 0)
-        ferry_loop_stop(s->loop);
-    else if (!s->batch && s->submitted < s->total)
-        fshape_submit(s, j);
-    else if (s->batch && s->completed == s->submitted)
-        fshape_batch(s);
-}
-
-/* Start the default pool outside the timed region: one offload. */
-static int fshape_warm(struct fshape *s)
-{
-    struct fjob j = {.s = s, .seq = 0};
-    ferry_future *f;
-    void *v;
-    int rc = ferry_run_in_executor(s->loop, NULL, noop_fn, &j, NULL, &f);
-    if (rc < 0)
-        return rc;
-    rc = ferry_loop_run_until_complete(s->loop, f, &v);
-    ferry_future_unref(f);
-    return rc;
-}
-
-/* n jobs, the first min(n, total) submitted at once (or one batch). */
-static int fshape_run(struct bench_ctx *c, struct fshape *s, unsigned n,
-                      uint64_t *ns)
-{
-    struct guard g;
-    s->jobs = calloc(n, sizeof *s->jobs);
-    if (s->jobs == NULL)
-        return -ENOMEM;
-    for (unsigned i = 0; i < n; i++)
-        s->jobs[i].s = s;
-    int rc = ferry_loop_new(&s->loop, NULL);
-    if (rc == 0 && (rc = fshape_warm(s)) == 0 &&
-        (rc = guard_arm(&g, s->loop, NULL)) == 0) {
-        uint64_t t0 = bench_now();
-        if (s->batch)
-            fshape_batch(s);
-        else
-            for (unsigned i = 0; i < n && s->submitted < s->total; i++)
-                fshape_submit(s, &s->jobs[i]);
-        rc = ferry_loop_run_forever(s->loop);
-        *ns = bench_now() - t0;
-        rc = rc < 0 ? rc : g.fired ? -ETIMEDOUT : s->err;
-    }
-    if (s->loop != NULL) {
-        ferry_loop_shutdown_default_executor(s->loop, BENCH_WAIT_TIMEOUT_NS);
-        ferry_loop_free(s->loop);
-    }
-    free(s->jobs);
-    bench_check(c, rc == 0, "offload: %s", strerror(-rc));
-    return 0;
-}
-
-static bool fshape_verify(struct bench_ctx *c, const struct fshape *s)
-{
-    return bench_expect(c, "offloads completed", s->completed, s->total) &&
-           bench_expect(c, "checksum", s->sum, s->want_sum);
-}
-
-static int run_rtt(struct bench_ctx *c)
-{
-    uint64_t n = bench_size(c, 10000, 200), ns = 0;
-    struct fshape s = {.fn = noop_fn, .warm = n / 10};
-    s.total = n + s.warm;
-    if ((s.h = malloc(sizeof *s.h)) == NULL)
-        return -ENOMEM;
-    bench_hist_init(s.h);
-    int rc = fshape_run(c, &s, 1, &ns);
-    for (uint64_t i = 0; i < s.total; i++)
-        s.want_sum += i ^ TOKEN;
-    if (rc == 0 && fshape_verify(c, &s))
-        bench_latency(c, s.h);
-    free(s.h);
-    return rc;
-}
-
-static int run_tput(struct bench_ctx *c)
-{
-    uint64_t ns = 0;
-    struct fshape s = {.fn = noop_fn};
-    s.total = bench_size(c, 500000, 5000);
-    int rc = fshape_run(c, &s, WINDOW, &ns);
-    for (uint64_t i = 0; i < s.total; i++)
-        s.want_sum += i ^ TOKEN;
-    if (rc == 0 && fshape_verify(c, &s))
-        bench_tput(c, s.completed, ns);
-    return rc;
-}
-
-static int run_tiny(struct bench_ctx *c)
-{
-    uint64_t ns = 0;
-    struct fshape s = {.fn = tiny_fn, .batch = true};
-    s.total = bench_size(c, 64 * BATCH, 2 * BATCH);
-    int rc = fshape_run(c, &s, BATCH, &ns);
-    for (uint64_t i = 0; i < s.total; i++)
-        s.want_sum += (uintptr_t)bench_tiny_work(i);
-    if (rc == 0 && fshape_verify(c, &s))
-        bench_tput(c, s.completed, ns);
-    return rc;
-}
-#endif /* FERRY_BENCH_HAVE_BRIDGE */
 #endif /* FERRY_BENCH_HAVE_LOOP */
 
 /* ---- registry ---- */
@@ -548,13 +352,20 @@ static int run_tiny(struct bench_ctx *c)
 #else
 #define NEED_LOOP NULL
 #endif
-#ifndef FERRY_BENCH_HAVE_BRIDGE
+#ifdef FERRY_BENCH_HAVE_BRIDGE
+#define run_rtt bench_ferry_run_rtt
+#define run_tput bench_ferry_run_tput
+#define run_tiny bench_ferry_run_tiny
+#define run_idle bench_ferry_run_idle
+#else
 #define run_rtt NULL
 #define run_tput NULL
 #define run_tiny NULL
+#define run_idle NULL
 #define NEED_BRIDGE                                                            \
     "needs ferry_run_in_executor (bridge/run_in_executor.c, issue 4)"
-#else
+#endif
+#ifndef NEED_BRIDGE
 #define NEED_BRIDGE NULL
 #endif
 
@@ -570,6 +381,9 @@ static const struct bench_wl workloads[] = {
      "2 producers: ferry_call_soon_threadsafe", run_post, NEED_LOOP},
     {"ferry.tiny", "tiny", "ferry", NULL,
      "tiny tasks in batches of 4096 via run_in_executor", run_tiny,
+     NEED_BRIDGE},
+    {"ferry.idle", "idle", "ferry", NULL,
+     "CPU used by an idle loop and a warmed default pool", run_idle,
      NEED_BRIDGE},
     {"ferry.sweep", "sweep", "ferry", NULL,
      "offloading sweep on a ferry loop (call_soon inline; offload half "

@@ -14,6 +14,7 @@
  *   naive.rtt   one no-op job in flight, round trip (us)
  *   naive.tput  no-op jobs, window of 1024 in flight
  *   naive.tiny  batches of 4096 tiny tasks
+ *   naive.idle  CPU time while the loop sleeps 200 ms, pool warmed
  * Verification: each job's worker writes a token derived from its
  * sequence number, checked and summed on the loop thread; counts of jobs
  * completed; the loop's wait is bounded (10 s without a completion fails).
@@ -332,6 +333,31 @@ static int run_tiny(struct bench_ctx *c)
     return 0;
 }
 
+/* The loop sleeps in epoll_wait for the span with the pool warmed up: the
+ * process's CPU time over the span is what idling costs. */
+static int run_idle(struct bench_ctx *c)
+{
+    struct shape s;
+    int rc = shape_open(c, &s, 1);
+    if (rc < 0)
+        return rc;
+    s.total = 1;
+    submit_seq(&s, &s.jobs[0], noop_work);
+    while (rc == 0 && s.completed < s.total)
+        rc = poll_completions(&s.pool, tput_done, &s);
+    struct epoll_event ev;
+    uint64_t cpu0 = bench_cpu_ns(), t0 = bench_now();
+    int n = epoll_wait(s.pool.ep, &ev, 1, (int)bench_size(c, 200, 20));
+    uint64_t cpu = bench_cpu_ns() - cpu0, wall = bench_now() - t0;
+    if (bench_check(c, rc == 0, "warm-up: %s", strerror(-rc)) &&
+        bench_expect(c, "warm-up jobs", s.completed, 1) &&
+        bench_check(c, n == 0, "idle loop woke up %d times", n))
+        bench_metric(c, "idle cpu", "%", BENCH_LOWER,
+                     100.0 * (double)cpu / (double)wall);
+    shape_close(&s);
+    return 0;
+}
+
 static const struct bench_wl workloads[] = {
     {"naive.rtt", "rtt", "naive", "ferry.rtt",
      "mutex+condvar pool, eventfd completion: no-op round trip", run_rtt, NULL},
@@ -339,6 +365,8 @@ static const struct bench_wl workloads[] = {
      "mutex+condvar pool: no-op throughput, window 1024", run_tput, NULL},
     {"naive.tiny", "tiny", "naive", "ferry.tiny",
      "mutex+condvar pool: tiny tasks in batches of 4096", run_tiny, NULL},
+    {"naive.idle", "idle", "naive", "ferry.idle",
+     "CPU used by an idle epoll loop and warmed naive pool", run_idle, NULL},
 };
 
 const struct bench_wl *bench_naive_workloads(size_t *n)

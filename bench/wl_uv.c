@@ -20,6 +20,8 @@
  *   uv.post.heap  the same with a malloc'd node per post, freed on the
  *            loop: the usual user code, and the same work per post as a
  *            (callback, argument) API like ferry's must do;
+ *   uv.idle  CPU time of the process while a uv loop sleeps 200 ms on a
+ *            timer with the pool warmed up (target: 0);
  *   uv.sweep the offloading sweep with a uv_timer for lag, a uv_idle that
  *            runs one inline item per iteration, and uv_queue_work.
  * Lag of a libuv timer is measured against the deadline libuv itself
@@ -203,6 +205,41 @@ static int run_tiny(struct bench_ctx *c)
     if (rc == 0 && shape_verify(c, &s))
         bench_tput(c, s.completed, ns);
     return rc;
+}
+
+/* ---- uv.idle ---- */
+
+static void idle_fired(uv_timer_t *t)
+{
+    (*(int *)t->data)++;
+}
+
+/* A loop sleeping on a timer while libuv's pool is warm: the process's CPU
+ * time over the span is what idling costs. */
+static int run_idle(struct bench_ctx *c)
+{
+    uint64_t ns;
+    struct uv_shape s = {.work = noop_work, .total = 1, .want_sum = TOKEN};
+    int rc = shape_run(c, &s, 1, &ns); /* warms the pool */
+    uv_loop_t loop;
+    uv_timer_t t;
+    int fired = 0;
+    if (rc < 0 || uv_loop_init(&loop) != 0)
+        return rc < 0 ? rc : -ENOMEM;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, idle_fired, bench_size(c, 200, 20), 0);
+    uint64_t cpu0 = bench_cpu_ns(), t0 = bench_now();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uint64_t cpu = bench_cpu_ns() - cpu0, wall = bench_now() - t0;
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    bench_check(c, uv_loop_close(&loop) == 0, "uv_loop_close: busy");
+    if (shape_verify(c, &s) &&
+        bench_expect(c, "idle timer fired", (uint64_t)fired, 1))
+        bench_metric(c, "idle cpu", "%", BENCH_LOWER,
+                     100.0 * (double)cpu / (double)wall);
+    return 0;
 }
 
 /* ---- uv.wake: two loops, uv_async_send ping-pong ---- */
@@ -510,6 +547,8 @@ static const struct bench_wl workloads[] = {
      run_post_heap, NULL},
     {"uv.tiny", "tiny", "libuv", "ferry.tiny",
      "uv_queue_work tiny tasks in batches of 4096", run_tiny, NULL},
+    {"uv.idle", "idle", "libuv", "ferry.idle",
+     "CPU used by an idle uv loop and warmed uv pool", run_idle, NULL},
     {"uv.sweep", "sweep", "libuv", "ferry.sweep",
      "offloading sweep on a uv loop (uv_idle inline, uv_queue_work)", run_sweep,
      NULL},
