@@ -3,7 +3,7 @@
  *
  * A workload is one measurement of one implementation (ferry, libuv, the
  * naive pool, or a floor) in one comparison group (wake, rtt, tput, post,
- * tiny, sweep). The harness (harness.c) runs every selected workload
+ * tiny, idle, sweep). The harness (harness.c) runs every selected workload
  * --reps times, interleaving the members of a group rep by rep so that
  * ferry and its peers see the same machine conditions, and keeps each
  * metric's value per rep: tables show the median and min..max, and ratios
