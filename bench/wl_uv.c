@@ -183,7 +183,7 @@ static int run_rtt(struct bench_ctx *c)
 
 static int run_tput(struct bench_ctx *c)
 {
-    uint64_t ns;
+    uint64_t ns = 0;
     struct uv_shape s = {.work = noop_work};
     s.total = bench_size(c, 500000, 5000);
     int rc = shape_run(c, &s, WINDOW, &ns);
@@ -196,7 +196,7 @@ static int run_tput(struct bench_ctx *c)
 
 static int run_tiny(struct bench_ctx *c)
 {
-    uint64_t ns;
+    uint64_t ns = 0;
     struct uv_shape s = {.work = tiny_work, .batch = true};
     s.total = bench_size(c, 64 * BATCH, 2 * BATCH);
     int rc = shape_run(c, &s, BATCH, &ns);
@@ -218,7 +218,7 @@ static void idle_fired(uv_timer_t *t)
  * time over the span is what idling costs. */
 static int run_idle(struct bench_ctx *c)
 {
-    uint64_t ns;
+    uint64_t ns = 0;
     struct uv_shape s = {.work = noop_work, .total = 1, .want_sum = TOKEN};
     int rc = shape_run(c, &s, 1, &ns); /* warms the pool */
     uv_loop_t loop;
