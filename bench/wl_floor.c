@@ -1,0 +1,220 @@
+/*
+ * bench/wl_floor.c: the wake-latency floors, group "wake".
+ *
+ * floor.epoll: two threads ping-pong through two eventfds, each thread
+ *   sleeping in epoll_wait on its own eventfd, as a loop thread sleeps.
+ *   One round trip = two cross-thread wake-ups of a sleeping thread; the
+ *   figures are ROUND TRIPS (one-way is about half). Nothing a loop and a
+ *   pool do can wake a sleeping thread faster than this without spinning,
+ *   which is why issue 5 states ferry's wake target against it.
+ * floor.spin: the same ping-pong through two atomics with both threads
+ *   spinning (bounded: they yield after a few thousand rounds). The cost of
+ *   moving a cache line there and back: what a loop pays when it spins
+ *   instead of sleeping. Reference only.
+ *
+ * Verification: the responder counts the pings it answered and must have
+ * answered every one; every wait is bounded (10 s) and a timeout fails the
+ * run. The first 10 % of round trips warm up and are not recorded.
+ *
+ * Thread: main thread = pinger; one responder thread per run.
+ */
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define WAIT_MS 10000
+
+struct efd_pp {
+    int efd[2];        /* [0] wakes the pinger, [1] the responder */
+    int ep[2];         /* one epoll instance per thread */
+    _Atomic bool stop; /* set before the last ping */
+    uint64_t answered; /* responder's count, read after join */
+    int err;           /* responder's error, read after join */
+};
+
+/* Sleep in epoll_wait until efd is readable, then consume it. */
+static int wait_efd(int ep, int efd)
+{
+    struct epoll_event ev;
+    int n;
+    do {
+        n = epoll_wait(ep, &ev, 1, WAIT_MS);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ETIMEDOUT;
+    uint64_t v;
+    return read(efd, &v, sizeof v) == sizeof v ? 0 : -errno;
+}
+
+static int signal_efd(int efd)
+{
+    uint64_t one = 1;
+    return write(efd, &one, sizeof one) == sizeof one ? 0 : -errno;
+}
+
+static void *efd_responder(void *arg)
+{
+    struct efd_pp *pp = arg;
+    for (;;) {
+        pp->err = wait_efd(pp->ep[1], pp->efd[1]);
+        if (pp->err < 0 || atomic_load(&pp->stop))
+            return NULL;
+        pp->answered++;
+        pp->err = signal_efd(pp->efd[0]);
+        if (pp->err < 0)
+            return NULL;
+    }
+}
+
+static int efd_open(struct efd_pp *pp)
+{
+    memset(pp, 0, sizeof *pp);
+    pp->efd[0] = pp->efd[1] = pp->ep[0] = pp->ep[1] = -1;
+    for (int i = 0; i < 2; i++) {
+        pp->efd[i] = eventfd(0, EFD_CLOEXEC);
+        pp->ep[i] = epoll_create1(EPOLL_CLOEXEC);
+        if (pp->efd[i] < 0 || pp->ep[i] < 0)
+            return -errno;
+        struct epoll_event ev = {.events = EPOLLIN};
+        if (epoll_ctl(pp->ep[i], EPOLL_CTL_ADD, pp->efd[i], &ev) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+static void efd_close(struct efd_pp *pp)
+{
+    for (int i = 0; i < 2; i++) {
+        if (pp->efd[i] >= 0)
+            close(pp->efd[i]);
+        if (pp->ep[i] >= 0)
+            close(pp->ep[i]);
+    }
+}
+
+/* The pinger's side: total round trips, the last n recorded into h. */
+static int efd_ping(struct efd_pp *pp, uint64_t total, uint64_t n,
+                    struct bench_hist *h)
+{
+    for (uint64_t i = 0; i < total; i++) {
+        uint64_t t0 = bench_now();
+        int rc = signal_efd(pp->efd[1]);
+        if (rc == 0)
+            rc = wait_efd(pp->ep[0], pp->efd[0]);
+        if (rc < 0)
+            return rc;
+        if (i >= total - n)
+            bench_hist_record(h, bench_now() - t0);
+    }
+    return 0;
+}
+
+static int run_epoll(struct bench_ctx *c)
+{
+    uint64_t n = bench_size(c, 5000, 200), total = n + n / 10;
+    struct efd_pp pp;
+    pthread_t th;
+    int rc = efd_open(&pp);
+    if (rc == 0)
+        rc = -pthread_create(&th, NULL, efd_responder, &pp);
+    if (rc < 0) {
+        efd_close(&pp);
+        return rc;
+    }
+    struct bench_hist *h = malloc(sizeof *h);
+    if (h != NULL) {
+        bench_hist_init(h);
+        rc = efd_ping(&pp, total, n, h);
+    }
+    /* Release the responder whatever happened; it exits on stop or on its
+     * own bounded wait. */
+    atomic_store(&pp.stop, true);
+    signal_efd(pp.efd[1]);
+    pthread_join(th, NULL);
+    efd_close(&pp);
+    bench_check(c, h != NULL && rc == 0, "pinger: %s",
+                h ? strerror(-rc) : "out of memory");
+    bench_check(c, pp.err == 0, "responder: %s", strerror(-pp.err));
+    if (bench_expect(c, "pings answered", pp.answered, total))
+        bench_latency(c, h);
+    free(h);
+    return 0;
+}
+
+struct spin_pp {
+    alignas(FERRY__CACHELINE) _Atomic uint64_t ping; /* pinger writes */
+    alignas(FERRY__CACHELINE) _Atomic uint64_t pong; /* responder writes */
+    uint64_t total;
+    _Atomic int err;
+};
+
+static void *spin_responder(void *arg)
+{
+    struct spin_pp *pp = arg;
+    for (uint64_t i = 1; i <= pp->total; i++) {
+        if (!bench_wait_u64(&pp->ping, i)) {
+            atomic_store(&pp->err, -ETIMEDOUT);
+            return NULL;
+        }
+        atomic_store_explicit(&pp->pong, i, memory_order_release);
+    }
+    return NULL;
+}
+
+static int run_spin(struct bench_ctx *c)
+{
+    uint64_t n = bench_size(c, 50000, 200), total = n + n / 10;
+    struct spin_pp *pp = bench_zalloc_aligned(sizeof *pp);
+    struct bench_hist *h = malloc(sizeof *h);
+    pthread_t th;
+    int rc = pp && h ? 0 : -ENOMEM;
+    if (rc == 0) {
+        pp->total = total;
+        bench_hist_init(h);
+        rc = -pthread_create(&th, NULL, spin_responder, pp);
+    }
+    uint64_t i = 1;
+    for (; rc == 0 && i <= total; i++) {
+        uint64_t t0 = bench_now();
+        atomic_store_explicit(&pp->ping, i, memory_order_release);
+        if (!bench_wait_u64(&pp->pong, i))
+            break;
+        if (i > total - n)
+            bench_hist_record(h, bench_now() - t0);
+    }
+    if (rc == 0) {
+        /* On a timeout, let the responder run out of pings too. */
+        atomic_store(&pp->ping, UINT64_MAX);
+        pthread_join(th, NULL);
+        bench_check(c, atomic_load(&pp->err) == 0, "responder timed out");
+        if (bench_expect(c, "round trips", i - 1, total))
+            bench_latency(c, h);
+    }
+    free(pp);
+    free(h);
+    return rc;
+}
+
+static const struct bench_wl workloads[] = {
+    {"floor.epoll", "wake", "floor", "ferry.wake",
+     "eventfd+epoll ping-pong between two sleeping threads (round trip)",
+     run_epoll, NULL},
+    {"floor.spin", "wake", "floor", "ferry.wake",
+     "atomic ping-pong between two spinning threads (round trip; bounded "
+     "spin)",
+     run_spin, NULL},
+};
+
+const struct bench_wl *bench_floor_workloads(size_t *n)
+{
+    *n = FERRY__ARRAY_SIZE(workloads);
+    return workloads;
+}
