@@ -8,4 +8,4 @@ if [ ! -f build/release/build.ninja ]; then
   meson setup build/release --buildtype=release >/dev/null
 fi
 ninja -C build/release >/dev/null
-exec build/release/bench/bench_loop "$@"
+exec build/release/bench/ferry-bench "$@"
