@@ -90,8 +90,8 @@ int main(void)
     int rc = ferry_call_soon(loop, task, loop, NULL, NULL);
     printf("call_soon from another thread: %s\n", ferry_strerror(rc));
     rc = ferry_call_soon_threadsafe(loop, task, loop, NULL);
+    pthread_join(t, NULL); /* task ran on the loop's thread meanwhile */
     printf("call_soon_threadsafe: %s\n", ferry_strerror(rc));
-    pthread_join(t, NULL);
     ferry_loop_unref(loop);
 
     ferry_loop *main_loop;

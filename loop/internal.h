@@ -136,6 +136,8 @@ struct ferry_loop {
     ferry_slow_hook_fn *slow_hook;
     void *slow_arg;
     uint64_t slow_threshold;
+    int64_t spin_ns;      /* busy-poll budget before blocking; < 0: never */
+    uint64_t posts_seen;  /* stats.posts at the previous iteration */
     struct ferry_loop_stats stats; /* owner-written fields */
 };
 

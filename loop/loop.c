@@ -92,6 +92,7 @@ FERRY_API int ferry_loop_new(ferry_loop **out,
     loop->clock = opts ? opts->clock : NULL;
     loop->clock_ctx = opts ? opts->clock_ctx : NULL;
     loop->slow_threshold = 100000000u;
+    loop->spin_ns = opts && opts->spin_ns ? opts->spin_ns : 50000;
     loop->owner = pthread_self();
     loop->pid = getpid();
     loop->fork_gen = ferry__fork_gen();
@@ -189,9 +190,40 @@ static int64_t poll_timeout(ferry_loop *loop, int64_t bound)
     return t;
 }
 
+/*
+ * Busy-poll the inbox before blocking, when the last iteration received
+ * posts: a ping-pong with a worker (offload, reply, offload...) then never
+ * sleeps on either side, which is what makes a round trip cost a few
+ * microseconds instead of two futex/eventfd wake-ups (~25 us each here).
+ * Bounded by spin_ns and by the caller's timeout; an idle loop does not
+ * spin. Returns the timeout to poll with (0 when something arrived).
+ */
+static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
+{
+    bool recent = loop->stats.posts != loop->posts_seen;
+    loop->posts_seen = loop->stats.posts;
+    if (timeout == 0 || !recent || loop->spin_ns < 0 ||
+        atomic_load_explicit(&loop->embedded, memory_order_relaxed))
+        return timeout;
+    int64_t budget = loop->spin_ns;
+    if (timeout > 0 && timeout < budget)
+        budget = timeout;
+    uint64_t end = ferry__now_ns() + (uint64_t)budget;
+    do {
+        for (int i = 0; i < 64; i++) {
+            if (ferry__inbox_nonempty(loop) ||
+                atomic_load_explicit(&loop->stopping, memory_order_relaxed))
+                return 0;
+            ferry__cpu_relax();
+        }
+    } while (ferry__now_ns() < end);
+    return timeout;
+}
+
 static void iterate(ferry_loop *loop, int64_t bound)
 {
     int64_t timeout = poll_timeout(loop, bound);
+    timeout = spin_for_posts(loop, timeout);
     timeout = ferry__wakeup_prepare_poll(loop, timeout);
     struct poll_ctx ctx = {.loop = loop, .woken = false};
     ferry__poller_wait(&loop->poller, timeout, on_poll, &ctx);

@@ -156,8 +156,7 @@ FERRY_API int ferry_promise_reject(ferry_promise *p, int err);
  * Returns: as ferry_promise_resolve / ferry_promise_reject.
  * Thread: any.
  */
-FERRY_API int ferry_promise_complete(ferry_promise *p, int status,
-                                     void *data);
+FERRY_API int ferry_promise_complete(ferry_promise *p, int status, void *data);
 
 /** Take a reference. Thread: any, while holding one. */
 FERRY_API void ferry_promise_ref(ferry_promise *p);
@@ -168,8 +167,7 @@ FERRY_API void ferry_promise_unref(ferry_promise *p);
 /* Ready-made thunks for common legacy callback shapes: pass the thunk as
  * the callback and the promise as its context. Thread: any. */
 FERRY_API void ferry_promise_cb_status(void *ctx, int status);
-FERRY_API void ferry_promise_cb_status_data(void *ctx, int status,
-                                            void *data);
+FERRY_API void ferry_promise_cb_status_data(void *ctx, int status, void *data);
 FERRY_API void ferry_promise_cb_status_data_ctx(int status, void *data,
                                                 void *ctx);
 
@@ -183,7 +181,7 @@ FERRY_API void ferry_promise_cb_status_data_ctx(int status, void *data,
  * void *user)` completing the promise `user` with status (int)code and
  * data name (see ferry_promise_complete).
  */
-#define FERRY_PROMISE_THUNK(name, params, ctx_expr, status_expr, data_expr)   \
+#define FERRY_PROMISE_THUNK(name, params, ctx_expr, status_expr, data_expr)    \
     static void name params                                                    \
     {                                                                          \
         (void)ferry_promise_complete((ferry_promise *)(ctx_expr),              \
@@ -215,8 +213,8 @@ typedef int ferry_then_fn(ferry_future *prev, void *arg, void **result);
  * Ownership: *next holds one reference; result_dtor frees its result.
  * Thread: the owner of fut's loop.
  */
-FERRY_API int ferry_future_then(ferry_future *fut, ferry_then_fn *fn,
-                                void *arg, ferry_free_fn *result_dtor,
+FERRY_API int ferry_future_then(ferry_future *fut, ferry_then_fn *fn, void *arg,
+                                ferry_free_fn *result_dtor,
                                 ferry_future **next);
 
 /**

@@ -61,6 +61,11 @@ struct ferry_loop_opts {
     unsigned max_events;   /* epoll batch size; 0 = 256 */
     ferry_clock_fn *clock; /* NULL = CLOCK_MONOTONIC */
     void *clock_ctx;       /* passed to clock */
+    /* Before blocking, a loop whose last iteration received cross-thread
+     * posts (offload completions, say) polls its inbox for up to spin_ns,
+     * so a reply that is microseconds away costs no sleep and no eventfd
+     * write. 0 = 50 us; negative = never spin. */
+    int64_t spin_ns;
 };
 
 /** Counters kept by every loop; see ferry_loop_stats. */
