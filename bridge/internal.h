@@ -24,7 +24,7 @@ struct ferry__job {
     ferry_free_fn *dtor; /* result destructor */
 };
 
-_Static_assert(sizeof(struct ferry__job) <= FERRY__CACHE_BLOCK,
+_Static_assert(sizeof(struct ferry__job) <= FERRY__CACHE_LARGE_BYTES,
                "a job must fit the 192-byte budget of DESIGN.md §7");
 
 /* run_in_executor.c: submit a job (loop may be NULL). */

@@ -37,7 +37,8 @@ static void job_cancel(ferry_future *f)
 
 static void job_release(ferry_future *f)
 {
-    ferry__cache_put(ferry__container_of(f, struct ferry__job, fut));
+    ferry__cache_put(FERRY__CACHE_LARGE,
+                     ferry__container_of(f, struct ferry__job, fut));
 }
 
 static const struct ferry__future_ops job_ops = {
@@ -109,7 +110,7 @@ static void job_complete(struct ferry__task *t, int status)
 int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
                       void *arg, ferry_free_fn *dtor, ferry_future **out)
 {
-    struct ferry__job *j = ferry__cache_get();
+    struct ferry__job *j = ferry__cache_get(FERRY__CACHE_LARGE);
     if (j == NULL)
         return -ENOMEM;
     ferry__future_init(&j->fut, loop, &job_ops);
@@ -121,7 +122,7 @@ int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
     int rc = ferry__pool_submit_task(pool, &j->task);
     if (rc < 0) {
         ferry_loop_unref(loop); /* taken by ferry__future_init */
-        ferry__cache_put(j);
+        ferry__cache_put(FERRY__CACHE_LARGE, j);
         return rc;
     }
     *out = &j->fut;

@@ -78,12 +78,18 @@ int ferry__futex_wait(_Atomic uint32_t *addr, uint32_t expected,
 void ferry__futex_wake(_Atomic uint32_t *addr, int count);
 
 /*
- * Per-thread cache of FERRY__CACHE_BLOCK-byte blocks (common/cache.c): loop
- * handles and offload jobs come from it. Thread: any; a block may be freed
- * on another thread than the one that allocated it.
+ * Block cache (common/cache.c): per-thread free lists over a shared depot,
+ * for the fixed-size objects of the hot paths. Thread: any; a block may be
+ * freed on another thread than the one that allocated it.
  */
-#define FERRY__CACHE_BLOCK 192
-void *ferry__cache_get(void);
-void ferry__cache_put(void *block);
+enum ferry__cache_class {
+    FERRY__CACHE_SMALL, /* pool tasks and task handles */
+    FERRY__CACHE_LARGE, /* loop handles and offload jobs */
+    FERRY__CACHE_CLASSES
+};
+#define FERRY__CACHE_SMALL_BYTES 64
+#define FERRY__CACHE_LARGE_BYTES 192
+void *ferry__cache_get(enum ferry__cache_class c);
+void ferry__cache_put(enum ferry__cache_class c, void *p);
 
 #endif /* FERRY_COMMON_BASE_H */

@@ -135,8 +135,7 @@ static inline void ferry__stat_inc(_Atomic uint64_t *c)
 
 enum {
     FERRY__TIME_SAMPLE = 8, /* one task in 8 is timed for the stats */
-    FERRY__CACHE_MAX = 256, /* blocks kept per worker */
-    FERRY__BLOCK_SIZE = 64, /* bytes per block */
+    FERRY__BLOCK_SIZE = FERRY__CACHE_SMALL_BYTES, /* bytes per block */
 };
 
 struct ferry__worker {
@@ -340,9 +339,17 @@ struct ferry__task *ferry__steal_any(struct ferry__worker *w, bool *raced);
 /* Complete t with -ECANCELED without running it (w may be NULL). */
 void ferry__drop_task(ferry_pool *pool, struct ferry__worker *w,
                       struct ferry__task *t);
-/* cache.c: FERRY__BLOCK_SIZE bytes from the calling thread's cache. */
-void *ferry__block_alloc(void);
-void ferry__block_free(void *p);
+/* FERRY__BLOCK_SIZE bytes from the calling thread's cache (common/cache.c,
+ * shared with the loop's handles and the bridge's jobs). */
+static inline void *ferry__block_alloc(void)
+{
+    return ferry__cache_get(FERRY__CACHE_SMALL);
+}
+
+static inline void ferry__block_free(void *p)
+{
+    ferry__cache_put(FERRY__CACHE_SMALL, p);
+}
 
 /* park.c: sleepers, searching, wake-ups, core hand-over. */
 void ferry__unpark(struct ferry__worker *w);

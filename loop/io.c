@@ -100,7 +100,7 @@ static int add_watch(ferry_loop *loop, int fd, bool write, ferry_cb *cb,
     rc = sync_fd(loop, fd, w);
     if (rc < 0) {
         *slot = old;
-        ferry__cache_put(h);
+        ferry__cache_put(FERRY__CACHE_LARGE, h);
         return rc;
     }
     if (was_empty)

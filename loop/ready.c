@@ -25,12 +25,12 @@
 
 #include "loop/internal.h"
 
-_Static_assert(sizeof(struct ferry_handle) <= FERRY__CACHE_BLOCK,
+_Static_assert(sizeof(struct ferry_handle) <= FERRY__CACHE_LARGE_BYTES,
                "handles come from the block cache");
 
 struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind)
 {
-    struct ferry_handle *h = ferry__cache_get();
+    struct ferry_handle *h = ferry__cache_get(FERRY__CACHE_LARGE);
     if (h == NULL)
         return NULL;
     memset(h, 0, sizeof *h);
@@ -48,7 +48,7 @@ void ferry__handle_put(struct ferry_handle *h)
         return;
     if (h->fut != NULL)
         ferry_future_unref(h->fut);
-    ferry__cache_put(h);
+    ferry__cache_put(FERRY__CACHE_LARGE, h);
 }
 
 void ferry__handle_drop(struct ferry_handle *h)
@@ -238,7 +238,8 @@ FERRY_API int ferry_call_soon_threadsafe(ferry_loop *loop, ferry_cb *cb,
     h->post.ops = &handle_post;
     int rc = ferry__loop_post(loop, &h->post);
     if (rc < 0)
-        ferry__cache_put(h); /* never published: arg stays the caller's */
+        ferry__cache_put(FERRY__CACHE_LARGE,
+                         h); /* never published: arg stays the caller's */
     return rc;
 }
 

@@ -160,7 +160,7 @@ FERRY_API int ferry_call_at(ferry_loop *loop, uint64_t when_ns, ferry_cb *cb,
     h->dispose = dispose;
     h->when = when_ns;
     if (heap_insert(&loop->timers, h) < 0) {
-        ferry__cache_put(h);
+        ferry__cache_put(FERRY__CACHE_LARGE, h);
         return -ENOMEM;
     }
     h->state = HANDLE_SCHEDULED;
