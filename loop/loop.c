@@ -22,6 +22,7 @@
  *
  * Thread: owner unless a function says otherwise.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -208,7 +209,8 @@ static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
     int64_t budget = loop->spin_ns;
     if (timeout > 0 && timeout < budget)
         budget = timeout;
-    uint64_t end = ferry__now_ns() + (uint64_t)budget;
+    uint64_t start = ferry__now_ns();
+    uint64_t now = start;
     do {
         for (int i = 0; i < 64; i++) {
             if (ferry__inbox_nonempty(loop) ||
@@ -216,7 +218,12 @@ static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
                 return 0;
             ferry__cpu_relax();
         }
-    } while (ferry__now_ns() < end);
+        /* Past the first microseconds, yield between checks: on a loaded
+         * machine the thread we wait for may need this very CPU. */
+        if (now - start > 5000)
+            sched_yield();
+        now = ferry__now_ns();
+    } while (now - start < (uint64_t)budget);
     return timeout;
 }
 
