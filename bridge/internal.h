@@ -19,7 +19,11 @@ struct ferry__job {
     struct ferry_future fut; /* its post node carries the completion */
     struct ferry__task task; /* the pool's view */
     struct ferry__post late; /* late result -> dtor on the loop */
-    ferry_work_fn *fn;
+    union {
+        ferry_work_fn *fn; /* until it has run */
+        void *late_result; /* then: a result that lost to a cancel (the
+                              worker writes it, the late post carries it) */
+    } u;
     void *arg;
     ferry_free_fn *dtor; /* result destructor */
 };

@@ -50,8 +50,7 @@ static void late_run(struct ferry__post *p, ferry_loop *loop)
 {
     (void)loop;
     struct ferry__job *j = ferry__container_of(p, struct ferry__job, late);
-    j->dtor(j->fut.result); /* parked there: a cancelled future's result
-                               is never read */
+    j->dtor(j->u.late_result);
     ferry_future_unref(&j->fut);
 }
 
@@ -74,7 +73,7 @@ static void hand_late_result(struct ferry__job *j, void *result)
         return;
     ferry_loop *loop = j->fut.loop;
     if (loop != NULL) {
-        j->fut.result = result;
+        j->u.late_result = result;
         j->late.ops = &late_post_ops;
         ferry_future_ref(&j->fut);
         if (ferry__loop_post(loop, &j->late) == 0)
@@ -90,7 +89,7 @@ static void job_run(void *arg)
     if (!ferry__future_try_start(&j->fut))
         return; /* cancelled before it started: fn never runs */
     void *result = NULL;
-    int rc = j->fn(j->arg, &result);
+    int rc = j->u.fn(j->arg, &result);
     if (rc < 0) {
         (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
         return;
@@ -115,7 +114,7 @@ int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
         return -ENOMEM;
     ferry__future_init(&j->fut, loop, &job_ops);
     atomic_store_explicit(&j->fut.refs, 2, memory_order_relaxed);
-    j->fn = fn;
+    j->u.fn = fn;
     j->arg = arg;
     j->dtor = dtor;
     ferry__task_init(&j->task, job_run, j, job_complete, FERRY_TASK_BLOCKING);
