@@ -68,7 +68,7 @@ void ferry__blocking_enter(struct ferry__worker *w)
         pthread_mutex_unlock(&pool->sched.lock);
     }
     if (ferry__work_visible(pool))
-        ferry__wakep(pool); /* may retake this very core */
+        ferry__handoff_blocked(w);
 }
 
 void ferry__blocking_exit(struct ferry__worker *w, bool top_level)

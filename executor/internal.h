@@ -363,6 +363,9 @@ int ferry__start_worker_locked(ferry_pool *pool, struct ferry__core *c,
                                bool searching);
 /* Caller has fenced after publishing: wake one worker if nobody searches. */
 void ferry__wakep(ferry_pool *pool);
+/* w just marked its core BLOCKED and saw work queued: give the core to a
+ * new searcher now (Go's handoffp). */
+void ferry__handoff_blocked(struct ferry__worker *w);
 /* Publication fence + ferry__wakep: call after queueing work. */
 void ferry__notify(ferry_pool *pool);
 bool ferry__begin_searching(struct ferry__worker *w);

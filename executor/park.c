@@ -302,6 +302,40 @@ void ferry__wakep(ferry_pool *pool)
     start_searcher(pool);
 }
 
+void ferry__handoff_blocked(struct ferry__worker *w)
+{
+    /* Go's handoffp: a worker entering blocking work while work is queued
+     * hands its core over at once, to a new searcher, without the
+     * nsearching == 0 gate of wakep. Each blocking worker thus starts its
+     * own replacement, so a burst of blocking tasks grows the pool along
+     * as many chains as there are cores rather than one at a time. The
+     * searcher cap is only a contention limit, and this searcher stops
+     * like any other (decrement, fence, re-check), so the wake-up argument
+     * is unchanged. */
+    ferry_pool *pool = w->pool;
+    struct ferry__sched *s = &pool->sched;
+    struct ferry__core *c = w->core;
+    pthread_mutex_lock(&s->lock);
+    uint64_t expect = w->core_word;
+    if (c == NULL ||
+        !atomic_compare_exchange_strong_explicit(
+            &c->word, &expect,
+            ferry__core_word((expect >> 2) + 1, FERRY__CORE_RUNNING),
+            memory_order_relaxed, memory_order_relaxed)) {
+        pthread_mutex_unlock(&s->lock);
+        return; /* already retaken: someone else runs the work */
+    }
+    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_seq_cst);
+    if (start_with_core(pool, c, true, true) != 0) {
+        /* The core went back to the idle list; drop our count the way
+         * every searcher stops. */
+        atomic_fetch_sub_explicit(&s->nsearching, 1, memory_order_seq_cst);
+        ferry__fence_seq_cst();
+        if (ferry__work_visible(pool))
+            ferry__wakep(pool);
+    }
+}
+
 void ferry__notify(ferry_pool *pool)
 {
     /* The submitter's StoreLoad fence: our publication of work (deque
