@@ -26,6 +26,7 @@
 
 #include "executor/internal.h"
 #include "ferry.h"
+#include "tests/pool_threads.h"
 
 enum { QUEUED = 16, CHILD_TASKS = 100 };
 
@@ -153,6 +154,10 @@ static void test_fork_child_gets_echild_then_after_fork(void **state)
      * registry lock inside pthread_join, and a child forked meanwhile
      * would inherit it held and deadlock in its own pthread_create
      * (gcc 12's libasan does not lock around fork). */
+    /* ... and only once every pool thread runs: sanitizer runtimes
+     * allocate while a thread starts, and gcc 12's do not lock their
+     * allocator around fork either. */
+    assert_true(wait_pool_threads(2)); /* the worker and the monitor */
     pid_t pid = -1;
     pthread_t th;
     sem_init(&forked, 0, 0);
