@@ -193,10 +193,9 @@ void ferry__monitor_kick_locked(ferry_pool *pool)
 static uint64_t started_total(ferry_pool *pool)
 {
     uint64_t sum = 0;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     for (unsigned i = 0; i < n; i++) {
-        struct ferry__worker *w =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *w = ferry__slot(pool, i);
         if (w != NULL)
             sum += atomic_load_explicit(&w->st.started, memory_order_relaxed);
     }

@@ -307,6 +307,20 @@ struct ferry__worker *ferry__worker_of(ferry_pool *pool);
 /* The task running on this thread (NULL outside tasks). */
 struct ferry__task *ferry__current_task(void);
 
+/* The slot table. A record is built, then published with release stores
+ * of slots[i] and nslots (ferry__worker_create_locked); these acquire
+ * loads pair with them, so a record seen is a record fully built. Records
+ * live as long as the pool, so a pointer read here never dangles. */
+static inline unsigned ferry__nslots(ferry_pool *pool)
+{
+    return atomic_load_explicit(&pool->nslots, memory_order_acquire);
+}
+
+static inline struct ferry__worker *ferry__slot(ferry_pool *pool, unsigned i)
+{
+    return atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+}
+
 static inline bool ferry__pool_stale(const ferry_pool *pool)
 {
     return pool->gen != ferry__fork_gen();

@@ -79,10 +79,9 @@ bool ferry__work_visible(ferry_pool *pool)
     /* Relaxed loads: callers order them with their own seq_cst fence. */
     if (ferry__inject_nonempty(&pool->inject))
         return true;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     for (unsigned i = 0; i < n; i++) {
-        struct ferry__worker *v =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *v = ferry__slot(pool, i);
         if (v != NULL && ferry__deque_len(&v->dq) > 0)
             return true;
     }
@@ -272,6 +271,8 @@ static void start_searcher(ferry_pool *pool)
         if (!ferry__work_visible(pool) || !core_available(pool))
             return;
         unsigned zero = 0;
+        /* seq_cst, like every nsearching update: all of them take part in
+         * the Dekker pairs of the file comment. */
         if (!atomic_compare_exchange_strong_explicit(&s->nsearching, &zero, 1,
                                                      memory_order_seq_cst,
                                                      memory_order_relaxed))
@@ -295,6 +296,8 @@ void ferry__wakep(ferry_pool *pool)
     if (!core_available(pool))
         return;
     unsigned zero = 0;
+    /* seq_cst: one winner among concurrent wakers; the loser relies on the
+     * winner's searcher, which stops through the fence-and-re-check. */
     if (!atomic_compare_exchange_strong_explicit(&s->nsearching, &zero, 1,
                                                  memory_order_seq_cst,
                                                  memory_order_relaxed))
@@ -367,6 +370,8 @@ void ferry__end_searching(struct ferry__worker *w)
         return;
     w->searching = false;
     ferry_pool *pool = w->pool;
+    /* seq_cst: this decrement is the "A" store of the file comment; the
+     * fence below completes the pair when we were the last searcher. */
     if (atomic_fetch_sub_explicit(&pool->sched.nsearching, 1,
                                   memory_order_seq_cst) != 1)
         return;

@@ -232,14 +232,13 @@ static struct ferry__task *steal_from(struct ferry__worker *w,
 struct ferry__task *ferry__steal_any(struct ferry__worker *w, bool *raced)
 {
     ferry_pool *pool = w->pool;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     if (n < 2)
         return NULL;
     unsigned start = (unsigned)(next_rand(w) % n);
     for (unsigned k = 0; k < n; k++) {
         unsigned i = start + k < n ? start + k : start + k - n;
-        struct ferry__worker *v =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *v = ferry__slot(pool, i);
         if (v == NULL || v == w)
             continue;
         struct ferry__task *t = steal_from(w, v, raced);
