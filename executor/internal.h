@@ -134,9 +134,8 @@ static inline void ferry__stat_inc(_Atomic uint64_t *c)
 }
 
 enum {
-    FERRY__TIME_SAMPLE = 8, /* one task in 8 is timed for the stats */
-    FERRY__CACHE_MAX = 256, /* blocks kept per worker */
-    FERRY__BLOCK_SIZE = 64, /* bytes per block */
+    FERRY__TIME_SAMPLE = 8, /* one task in 8 per submitter is timed */
+    FERRY__BLOCK_SIZE = 64, /* bytes per cached block (cache.c) */
 };
 
 struct ferry__worker {
