@@ -320,10 +320,15 @@ static inline struct ferry__worker *ferry__slot(ferry_pool *pool, unsigned i)
     return atomic_load_explicit(&pool->slots[i], memory_order_acquire);
 }
 
+/* Inherited across fork: one load on hot paths (the atfork generation). */
 static inline bool ferry__pool_stale(const ferry_pool *pool)
 {
     return pool->gen != ferry__fork_gen();
 }
+
+/* Slow paths also compare the pid, which catches a raw clone() or _Fork()
+ * that ran no atfork handler (common/fork.c). */
+bool ferry__pool_stale_slow(const ferry_pool *pool);
 
 static inline int ferry__pool_state(ferry_pool *pool)
 {

@@ -277,7 +277,7 @@ FERRY_API int ferry_pool_free(ferry_pool *pool)
 {
     if (pool == NULL)
         return -EINVAL;
-    if (ferry__pool_stale(pool))
+    if (ferry__pool_stale_slow(pool))
         return -ECHILD;
     if (ferry__worker_of(pool) != NULL)
         return -EDEADLK;
@@ -294,7 +294,7 @@ FERRY_API int ferry_pool_shutdown(ferry_pool *pool, int mode,
     if (pool == NULL || timeout_ns < -1 ||
         (mode != FERRY_DRAIN && mode != FERRY_CANCEL_PENDING))
         return -EINVAL;
-    if (ferry__pool_stale(pool))
+    if (ferry__pool_stale_slow(pool))
         return -ECHILD;
     begin_shutdown(pool, mode == FERRY_DRAIN ? FERRY__POOL_DRAIN
                                              : FERRY__POOL_CANCEL);

@@ -58,7 +58,7 @@ FERRY_API int ferry_pool_stats(ferry_pool *pool, struct ferry_pool_stats *out)
 {
     if (pool == NULL || out == NULL)
         return -EINVAL;
-    if (ferry__pool_stale(pool))
+    if (ferry__pool_stale_slow(pool))
         return -ECHILD;
     memset(out, 0, sizeof *out);
     struct ferry__sched *s = &pool->sched;
