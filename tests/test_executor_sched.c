@@ -238,6 +238,50 @@ static void test_executor_cpu_high_water(void **state)
                   atomic_load(&cpu_hwm), atomic_load(&all_hwm));
 }
 
+/* A blocked worker's own deque holds the only queued work and it holds
+ * the only core: the monitor must retake that core for a spare. */
+static ferry_pool *retake_pool;
+static _Atomic int retake_ok;
+
+static void blocked_parent_fn(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++)
+        if (ferry_pool_submit(retake_pool, count_fn, NULL, 0, NULL) != 0)
+            return;
+    /* Blocks (flagged) until its own children ran elsewhere. */
+    atomic_store(&retake_ok, wait_count(&counter, 5));
+}
+
+static void blocked_section_fn(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++)
+        if (ferry_pool_submit(retake_pool, count_fn, NULL, 0, NULL) != 0)
+            return;
+    ferry_blocking_begin();
+    atomic_store(&retake_ok, wait_count(&counter, 5));
+    ferry_blocking_end();
+}
+
+static void test_executor_blocked_core_retaken(void **state)
+{
+    (void)state;
+    ferry_task_fn *fns[2] = {blocked_parent_fn, blocked_section_fn};
+    for (int k = 0; k < 2; k++) {
+        retake_pool = new_pool(1, 4);
+        atomic_store(&counter, 0);
+        atomic_store(&retake_ok, -1);
+        assert_int_equal(ferry_pool_submit(retake_pool, fns[k], NULL,
+                                           k == 0 ? FERRY_TASK_BLOCKING : 0,
+                                           NULL),
+                         0);
+        assert_int_equal(ferry_pool_free(retake_pool), 0);
+        assert_int_equal(atomic_load(&retake_ok), 1);
+        assert_int_equal(atomic_load(&counter), 5);
+    }
+}
+
 static void sleeper_fn(void *arg)
 {
     (void)arg;
@@ -399,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_executor_group_wait_across_pools),
         cmocka_unit_test(test_executor_cpu_high_water),
         cmocka_unit_test(test_executor_blocking_growth),
+        cmocka_unit_test(test_executor_blocked_core_retaken),
         cmocka_unit_test(test_executor_spares_retire),
         cmocka_unit_test(test_executor_starvation_check),
         cmocka_unit_test(test_executor_no_lost_wakeup),
