@@ -3,29 +3,43 @@
  *
  * A worker that enters blocking work (a FERRY_TASK_BLOCKING task, or
  * ferry_blocking_begin) marks its core BLOCKED with one CAS and keeps it
- * (Go's entersyscall). Anyone who needs a core for queued work may retake
- * a BLOCKED core under sched.lock (Go's retake/handoffp); when the blocked
- * worker comes back, one CAS BLOCKED -> RUNNING tells it whether the core
- * is still its own (Go's exitsyscall fast path). So a blocking task that
- * nobody needed the core of costs two CASes on a line of its own, and CPU
- * work never runs on more threads than there are cores: only a holder of
- * a RUNNING core runs CPU work.
+ * (Go's entersyscall); leaving, one CAS BLOCKED -> RUNNING tells it whether
+ * the core is still its own (Go's exitsyscall fast path). So blocking work
+ * that nobody needed the core of costs two CASes on a line of its own, and
+ * CPU work never runs on more threads than there are cores: only a holder
+ * of a RUNNING core runs CPU work.
+ *
+ * Retake (Go's sysmon): a BLOCKED core is taken from its holder only when
+ * work is queued and the core stayed blocked through a whole monitor
+ * period, seen by the monitor as the same word (the seq in the word changes
+ * on every entry into blocking work) on two consecutive ticks. Short
+ * blocking calls thus never hand their core over, while long ones give it
+ * up within about a period; every blocked core is retaken at each tick, so
+ * a burst of blocking tasks grows the pool along as many chains as there
+ * are cores. The monitor polls that fast (50 us, backing off to 1 ms) only
+ * while the flag mon_fast is set. Whoever sees a BLOCKED core and queued
+ * work sets it (ferry__want_retake) after a fence that follows its own
+ * publication (the work, or the BLOCKED mark); the monitor clears it, then
+ * fences and looks again, and sets it back if both are still there. The
+ * two fences order the pair, as in park.c: a blocked core with work queued
+ * is never left without a polling monitor.
  *
  * A worker that lost its core inside a task (ferry_blocking_end, or a
  * nested blocking task) must get one back before running more CPU code: it
  * queues as a "wanter". Wanters are served first by every core release
- * (core_put), and a holder that sees a wanter hands its core over at its
- * next top-level task boundary, so a wanter waits at most one task.
+ * (core_put), a worker entering blocking work hands its core to a waiting
+ * wanter at once, and a holder that sees a wanter hands its core over at
+ * its next top-level task boundary, so a wanter waits at most one task.
  *
- * The monitor thread (the .NET gate thread, algorithms.md §2.4 point 4)
- * catches blocking that was not announced: while no core is idle it wakes
+ * The same monitor catches blocking that was not announced (the .NET gate
+ * thread, algorithms.md §2.4 point 4): while no core is idle it also wakes
  * every starvation_ns / 2, and when work is queued but no task started for
  * starvation_ns, it takes the core of a worker that has been inside one
- * task all along and gives it to a spare. It sleeps untimed while a core
- * is idle (an idle pool costs no CPU); taking the last idle core wakes it.
+ * task all along and gives it to a spare. It sleeps untimed when neither
+ * applies (an idle pool costs no CPU); taking the last idle core wakes it.
  *
  * Thread: blocking enter/exit and wait_for_core on the worker itself; the
- * monitor on its own thread.
+ * monitor on its own thread; ferry__want_retake on any.
  */
 #include <errno.h>
 #include <limits.h>
@@ -41,7 +55,9 @@ void ferry__blocking_enter(struct ferry__worker *w)
     if (c == NULL)
         return;
     uint64_t expect = w->core_word;
-    uint64_t blocked = ferry__core_word(expect >> 2, FERRY__CORE_BLOCKED);
+    /* A new seq per blocking episode: the monitor retakes only a core it
+     * sees in the same episode on two ticks. */
+    uint64_t blocked = ferry__core_word((expect >> 2) + 1, FERRY__CORE_BLOCKED);
     /* Fails only if the monitor took our RUNNING core. */
     if (!atomic_compare_exchange_strong_explicit(&c->word, &expect, blocked,
                                                  memory_order_seq_cst,
@@ -50,10 +66,11 @@ void ferry__blocking_enter(struct ferry__worker *w)
         return;
     }
     w->core_word = blocked;
-    /* StoreLoad: our BLOCKED mark comes before our look at the queues and
-     * the wanters. Pairs with the fence in ferry__notify (a submitter then
-     * either sees BLOCKED and retakes the core, or we see its work) and
-     * with the one in ferry__wait_for_core (likewise for a wanter). */
+    /* StoreLoad: our BLOCKED mark comes before our look at the queues, the
+     * wanters and mon_fast. Pairs with the fence in ferry__notify (a
+     * submitter then either sees BLOCKED and makes the monitor poll, or we
+     * see its work and do), with the one in ferry__wait_for_core (likewise
+     * for a wanter) and with the monitor's when it clears mon_fast. */
     ferry__fence_seq_cst();
     ferry_pool *pool = w->pool;
     if (atomic_load_explicit(&pool->sched.nwanters, memory_order_relaxed)) {
@@ -68,7 +85,7 @@ void ferry__blocking_enter(struct ferry__worker *w)
         pthread_mutex_unlock(&pool->sched.lock);
     }
     if (ferry__work_visible(pool))
-        ferry__wakep(pool); /* may retake this very core */
+        ferry__want_retake(pool);
 }
 
 void ferry__blocking_exit(struct ferry__worker *w, bool top_level)
@@ -131,14 +148,17 @@ void ferry__wait_for_core(struct ferry__worker *w)
         &s->nwanters,
         atomic_load_explicit(&s->nwanters, memory_order_relaxed) + 1,
         memory_order_relaxed);
-    /* StoreLoad: nwanters before our scan for BLOCKED cores. Pairs with
-     * the fence in ferry__blocking_enter: a worker that marks its core
-     * BLOCKED either is seen by our scan or sees nwanters and hands over. */
+    /* StoreLoad: nwanters before our look at the cores. Pairs with the
+     * fence in ferry__blocking_enter: a worker that marks its core BLOCKED
+     * either is seen here (and the monitor will retake the core for us) or
+     * sees nwanters and hands its core over at once. */
     ferry__fence_seq_cst();
-    struct ferry__core *c = ferry__core_get_locked(pool, true);
+    struct ferry__core *c = ferry__core_get_locked(pool);
     if (c != NULL) {
         wanter_remove_locked(s, w);
         ferry__grant_locked(w, c);
+    } else if (ferry__any_blocked_core(pool)) {
+        ferry__want_retake(pool);
     }
     bool got = !w->wanting;
     pthread_mutex_unlock(&s->lock);
@@ -181,6 +201,11 @@ FERRY_API void ferry_blocking_end(void)
 
 /* ---- the monitor ---- */
 
+enum {
+    FAST_MIN_NS = 50000,   /* retake poll while blocked cores hold work */
+    FAST_MAX_NS = 1000000, /* backed off to this while none is retaken */
+};
+
 void ferry__monitor_kick_locked(ferry_pool *pool)
 {
     if (!pool->sched.mon_sleeping)
@@ -190,13 +215,26 @@ void ferry__monitor_kick_locked(ferry_pool *pool)
     ferry__futex_wake(&pool->mon_word, 1);
 }
 
+void ferry__want_retake(ferry_pool *pool)
+{
+    /* Relaxed first look: the caller's fence already ordered it after its
+     * publication (file comment); set and wake only on the 0 -> 1 edge. */
+    if (atomic_load_explicit(&pool->mon_fast, memory_order_relaxed))
+        return;
+    if (atomic_exchange_explicit(&pool->mon_fast, 1, memory_order_seq_cst))
+        return;
+    /* No lock: the monitor reads mon_word before it sleeps on it, so a bump
+     * after that read makes the futex wait return at once. */
+    atomic_fetch_add_explicit(&pool->mon_word, 1, memory_order_relaxed);
+    ferry__futex_wake(&pool->mon_word, 1);
+}
+
 static uint64_t started_total(ferry_pool *pool)
 {
     uint64_t sum = 0;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     for (unsigned i = 0; i < n; i++) {
-        struct ferry__worker *w =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *w = ferry__slot(pool, i);
         if (w != NULL)
             sum += atomic_load_explicit(&w->st.started, memory_order_relaxed);
     }
@@ -249,35 +287,121 @@ static void check_starvation(ferry_pool *pool)
     ferry__start_worker_locked(pool, c, false); /* unlocks */
 }
 
+/* Lock held, released on return. Retake core c (BLOCKED as `word` for a
+ * whole period): for a wanter, else for a new searcher. */
+static void retake_locked(ferry_pool *pool, struct ferry__core *c,
+                          uint64_t word)
+{
+    struct ferry__sched *s = &pool->sched;
+    /* The holder's exit CAS (BLOCKED -> RUNNING, same seq) races this one;
+     * exactly one wins, and a holder that loses knows its core is gone. */
+    if (!atomic_compare_exchange_strong_explicit(
+            &c->word, &word,
+            ferry__core_word((word >> 2) + 1, FERRY__CORE_RUNNING),
+            memory_order_relaxed, memory_order_relaxed)) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    if (s->wanters != NULL) {
+        ferry__core_put_locked(pool, c);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    /* A searcher beyond the cap: the cap only limits contention, and this
+     * one stops like any other (decrement, fence, re-check). */
+    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_seq_cst);
+    if (ferry__start_worker_locked(pool, c, true) != 0) {
+        atomic_fetch_sub_explicit(&s->nsearching, 1, memory_order_seq_cst);
+        ferry__fence_seq_cst();
+        if (ferry__work_visible(pool))
+            ferry__wakep(pool);
+    }
+}
+
+/* One fast tick. Returns whether a core was retaken. */
+static bool retake_blocked(ferry_pool *pool)
+{
+    struct ferry__sched *s = &pool->sched;
+    bool any = false;
+    for (unsigned i = 0; i < pool->ncores; i++) {
+        struct ferry__core *c = &pool->cores[i];
+        pthread_mutex_lock(&s->lock);
+        uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
+        bool same = w == c->mon_seen;
+        c->mon_seen =
+            ferry__core_status(w) == FERRY__CORE_BLOCKED && !same ? w : 0;
+        if (!same || ferry__core_status(w) != FERRY__CORE_BLOCKED ||
+            (s->wanters == NULL && !ferry__work_visible(pool))) {
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        retake_locked(pool, c, w); /* unlocks */
+        any = true;
+    }
+    return any;
+}
+
+/* Stop polling fast once no blocked core holds back queued work. */
+static void maybe_slow_down(ferry_pool *pool)
+{
+    if (ferry__any_blocked_core(pool) &&
+        (ferry__work_visible(pool) ||
+         atomic_load_explicit(&pool->sched.nwanters, memory_order_relaxed)))
+        return;
+    atomic_store_explicit(&pool->mon_fast, 0, memory_order_relaxed);
+    /* StoreLoad: the clear comes before the second look. Pairs with the
+     * fence every caller of ferry__want_retake made before reading
+     * mon_fast: either it saw our 0 and set the flag again, or we see its
+     * BLOCKED core and its work here. */
+    ferry__fence_seq_cst();
+    if (ferry__any_blocked_core(pool) &&
+        (ferry__work_visible(pool) ||
+         atomic_load_explicit(&pool->sched.nwanters, memory_order_relaxed)))
+        atomic_store_explicit(&pool->mon_fast, 1, memory_order_relaxed);
+}
+
 static void *monitor_main(void *arg)
 {
     ferry_pool *pool = arg;
     struct ferry__sched *s = &pool->sched;
     ferry__thread_name(pool->prefix, "mon");
     bool enabled = pool->starvation_ns != UINT64_MAX;
-    uint64_t period = pool->starvation_ns / 2;
-    if (period < 100000)
-        period = 100000;
+    uint64_t period =
+        pool->starvation_ns / 2 > 100000 ? pool->starvation_ns / 2 : 100000;
+    uint64_t fast_ns = FAST_MIN_NS;
+    uint64_t next_check = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
         if (atomic_load_explicit(&pool->mon_stop, memory_order_relaxed)) {
             pthread_mutex_unlock(&s->lock);
             break;
         }
-        bool untimed =
-            !enabled ||
-            atomic_load_explicit(&s->nidle_cores, memory_order_relaxed) != 0;
-        s->mon_sleeping = enabled && untimed;
+        bool fast = atomic_load_explicit(&pool->mon_fast, memory_order_relaxed);
+        bool slow = enabled && atomic_load_explicit(&s->nidle_cores,
+                                                    memory_order_relaxed) == 0;
+        s->mon_sleeping = enabled && !slow;
         uint32_t seen =
             atomic_load_explicit(&pool->mon_word, memory_order_relaxed);
         pthread_mutex_unlock(&s->lock);
-        /* A kick after the unlock changes mon_word, so the wait returns. */
-        ferry__futex_wait(&pool->mon_word, seen,
-                          untimed ? 0 : ferry__now_ns() + period);
-        if (!untimed)
+        uint64_t now = ferry__now_ns();
+        uint64_t deadline = fast ? now + fast_ns : slow ? now + period : 0;
+        /* A kick after our read of mon_word makes the wait return. */
+        ferry__futex_wait(&pool->mon_word, seen, deadline);
+        if (fast) {
+            fast_ns = retake_blocked(pool)        ? FAST_MIN_NS
+                      : fast_ns * 2 < FAST_MAX_NS ? fast_ns * 2
+                                                  : FAST_MAX_NS;
+            maybe_slow_down(pool);
+        } else {
+            fast_ns = FAST_MIN_NS;
+        }
+        now = ferry__now_ns();
+        if (slow && now >= next_check) {
             check_starvation(pool);
-        else
-            pool->mon_since_ns = ferry__now_ns();
+            next_check = now + period;
+        } else if (!slow) {
+            pool->mon_since_ns = now;
+        }
     }
     return NULL;
 }
@@ -285,8 +409,11 @@ static void *monitor_main(void *arg)
 int ferry__monitor_start(ferry_pool *pool)
 {
     atomic_store_explicit(&pool->mon_stop, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool->mon_fast, 0, memory_order_relaxed);
     pool->mon_started = 0;
     pool->mon_since_ns = ferry__now_ns();
+    for (unsigned i = 0; i < pool->ncores; i++)
+        pool->cores[i].mon_seen = 0;
     int rc = ferry__thread_spawn(pool, &pool->mon, monitor_main, pool);
     pool->mon_running = rc == 0;
     return rc;

@@ -110,6 +110,8 @@ int ferry__deque_push(struct ferry__deque *q, struct ferry__task *x)
     }
     atomic_store_explicit(&a->slot[b & (a->cap - 1)], x, memory_order_relaxed);
 #ifdef FERRY__TSAN
+    /* Release store: the form of the fence below that TSan understands
+     * (file comment); it pairs with the same acquire load in steal. */
     atomic_store_explicit(&q->bottom, b + 1, memory_order_release);
 #else
     /* Release fence: the slot store above, and everything the submitter

@@ -81,11 +81,16 @@ static void reset_sched(ferry_pool *pool)
     atomic_store_explicit(&pool->dropped, 0, memory_order_relaxed);
 }
 
+bool ferry__pool_stale_slow(const ferry_pool *pool)
+{
+    return ferry__pool_stale(pool) || pool->pid != getpid();
+}
+
 FERRY_API int ferry_pool_after_fork(ferry_pool *pool)
 {
     if (pool == NULL)
         return -EINVAL;
-    if (!ferry__pool_stale(pool) && pool->pid == getpid())
+    if (!ferry__pool_stale_slow(pool))
         return -EINVAL;
     int rc = keep_stale(pool);
     if (rc != 0)

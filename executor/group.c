@@ -85,12 +85,15 @@ static void group_complete(struct ferry__task *t, int status)
 
 static uint32_t pending(struct ferry__group *g)
 {
+    /* Acquire: pairs with the release decrement in finish_one, so when
+     * this reads zero the tasks' effects are visible to the waiter. */
     return atomic_load_explicit(&g->state, memory_order_acquire) & GROUP_COUNT;
 }
 
 static void sleep_wait(struct ferry__group *g)
 {
     for (;;) {
+        /* Acquire: as in pending(). */
         uint32_t v = atomic_load_explicit(&g->state, memory_order_acquire);
         if ((v & GROUP_COUNT) == 0)
             break;

@@ -78,9 +78,10 @@ int ferry__task_cancel(struct ferry__task *t);
 
 /* ---- cores ---- */
 
-/* A core's word is (seq << 2 | status); seq changes on every hand-over, so
- * a worker that comes back from blocking can tell by one CAS whether its
- * core is still its own. */
+/* A core's word is (seq << 2 | status); seq changes on every hand-over and
+ * on every entry into blocking work, so a worker that comes back from
+ * blocking can tell by one CAS whether its core is still its own, and the
+ * monitor can tell one long blocking episode from two short ones. */
 enum ferry__core_status {
     FERRY__CORE_IDLE = 0,    /* on the idle list (sched lock) */
     FERRY__CORE_RUNNING = 1, /* held by a worker that runs CPU work */
@@ -105,8 +106,7 @@ struct ferry__core {
     alignas(FERRY__CACHELINE) _Atomic uint64_t word;
     struct ferry__core *next_idle; /* sched lock: idle list link */
     struct ferry__worker *holder;  /* sched lock: who was granted it */
-    uint64_t mon_started;          /* monitor only: holder's count seen */
-    uint64_t mon_since_ns;         /* monitor only: when it last moved */
+    uint64_t mon_seen;             /* monitor only: BLOCKED word last seen */
     unsigned index;                /* 0 .. ncores-1 */
 };
 
@@ -134,7 +134,7 @@ static inline void ferry__stat_inc(_Atomic uint64_t *c)
 }
 
 enum {
-    FERRY__TIME_SAMPLE = 8, /* one task in 8 is timed for the stats */
+    FERRY__TIME_SAMPLE = 8, /* one task in 8 per submitter is timed */
     FERRY__BLOCK_SIZE = FERRY__CACHE_SMALL_BYTES, /* bytes per block */
 };
 
@@ -276,6 +276,9 @@ struct ferry_pool {
     bool mon_running;
     _Atomic uint32_t mon_word; /* futex: bumped to wake the monitor */
     _Atomic int mon_stop;
+    /* 1 while the monitor polls for long-blocked cores (Go's sysmon
+     * retake); set by ferry__want_retake, cleared by the monitor. */
+    _Atomic uint32_t mon_fast;
     uint64_t mon_started;  /* monitor only */
     uint64_t mon_since_ns; /* monitor only */
 
@@ -306,10 +309,29 @@ struct ferry__worker *ferry__worker_of(ferry_pool *pool);
 /* The task running on this thread (NULL outside tasks). */
 struct ferry__task *ferry__current_task(void);
 
+/* The slot table. A record is built, then published with release stores
+ * of slots[i] and nslots (ferry__worker_create_locked); these acquire
+ * loads pair with them, so a record seen is a record fully built. Records
+ * live as long as the pool, so a pointer read here never dangles. */
+static inline unsigned ferry__nslots(ferry_pool *pool)
+{
+    return atomic_load_explicit(&pool->nslots, memory_order_acquire);
+}
+
+static inline struct ferry__worker *ferry__slot(ferry_pool *pool, unsigned i)
+{
+    return atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+}
+
+/* Inherited across fork: one load on hot paths (the atfork generation). */
 static inline bool ferry__pool_stale(const ferry_pool *pool)
 {
     return pool->gen != ferry__fork_gen();
 }
+
+/* Slow paths also compare the pid, which catches a raw clone() or _Fork()
+ * that ran no atfork handler (common/fork.c). */
+bool ferry__pool_stale_slow(const ferry_pool *pool);
 
 static inline int ferry__pool_state(ferry_pool *pool)
 {
@@ -356,9 +378,11 @@ void ferry__unpark(struct ferry__worker *w);
 /* Sleep until unparked (true) or the absolute deadline (false; 0 = none). */
 bool ferry__park_token(struct ferry__worker *w, uint64_t deadline_ns);
 bool ferry__work_visible(ferry_pool *pool);
-/* Lock held: an idle core, or (retake) a BLOCKED one, now RUNNING under a
- * new seq and not yet granted; NULL if none. */
-struct ferry__core *ferry__core_get_locked(ferry_pool *pool, bool retake);
+/* Lock held: an idle core, now RUNNING under a new seq and not yet
+ * granted; NULL if none. (BLOCKED cores are retaken by the monitor.) */
+struct ferry__core *ferry__core_get_locked(ferry_pool *pool);
+/* Whether some core is held by a worker inside blocking work. */
+bool ferry__any_blocked_core(ferry_pool *pool);
 /* Lock held: c (held by nobody) to the first wanter, or the idle list. */
 void ferry__core_put_locked(ferry_pool *pool, struct ferry__core *c);
 void ferry__grant_locked(struct ferry__worker *w, struct ferry__core *c);
@@ -390,6 +414,9 @@ void ferry__handoff_to_wanter(struct ferry__worker *w);
 int ferry__monitor_start(ferry_pool *pool);
 void ferry__monitor_stop(ferry_pool *pool);
 void ferry__monitor_kick_locked(ferry_pool *pool);
+/* After a fence that follows publishing work or a BLOCKED mark: make sure
+ * the monitor polls for cores blocked too long (lock-free, any thread). */
+void ferry__want_retake(ferry_pool *pool);
 
 /* stats.c */
 void ferry__hist_add(_Atomic uint64_t *hist, uint64_t ns);

@@ -1,32 +1,38 @@
 /*
  * executor/park.c: parking idle workers without lost wake-ups or herds.
  *
- * Pieces (algorithms.md §2.3, §3.1):
- *   - a per-worker futex park token, EMPTY / NOTIFIED / PARKED (Rust std's
- *     futex Parker): an unpark that comes before the park makes the park
- *     return at once, so the order of the two never loses a wake-up;
- *   - a stack of idle workers and a list of idle cores under sched.lock; a
- *     wake-up pops ONE worker, grants it ONE core and unparks only it;
- *   - nsearching, the workers looking for work (Go's nmspinning). Go's
- *     rule: a submitter wakes a worker only if nobody is searching, and the
- *     last searcher to stop searching re-checks and wakes another if work
- *     is left. At most half the cores search at once (tokio's cap).
+ * Pieces (algorithms.md §2.3, §3.1). A per-worker futex park token, EMPTY,
+ * NOTIFIED or PARKED (Rust std's futex Parker): an unpark that comes before
+ * the park makes the park return at once, so their order never loses a
+ * wake-up. A stack of idle workers and a list of idle cores under
+ * sched.lock: a wake-up pops ONE worker, grants it ONE core and unparks
+ * only it. And nsearching, the workers looking for work (Go's nmspinning),
+ * with Go's rule: a submitter wakes a worker only if nobody is searching,
+ * and the last searcher to stop re-checks and wakes another if work is
+ * left. At most half the cores search at once (tokio's cap).
  *
- * The lost-wake-up argument. Work is published by a store W (deque bottom,
- * or the injection queue's nonempty flag, set under its lock); a worker
- * announces that it stops looking by stores A (core released, self on the idle
- * stack, nsearching decremented). Each side then executes a seq_cst fence and
- * reads the other side's variables: submitter (ferry__notify): W; fence; read
- * nsearching, idle cores, BLOCKED cores -> wake one if nobody searches; worker
- * (ferry__park_worker): A; fence; read every queue -> if work is visible, take
- * a core back instead of sleeping. The two fences are totally ordered. If the
- * worker's comes second, its re-check sees W. If the submitter's comes second,
- * it sees A: either a free core and nsearching == 0, and it wakes someone; or
- * another worker still searching, which is then responsible, because that
- * searcher will itself stop by the same A; fence; re-check sequence
- * (end_searching when it finds work, park_worker when it does not), and its
- * fence comes after the submitter's. Every decrement of nsearching is followed
- * by that fence and re-check, including the undo in start_searcher.
+ * The lost-wake-up argument. Work is published by a store W (a deque's
+ * bottom, or the injection queue's nonempty flag). A worker announces that
+ * it stops looking by stores A (core released, itself on the idle stack,
+ * nsearching decremented). Each side then executes a seq_cst fence and
+ * reads the other side's variables. The submitter (ferry__notify) does W,
+ * fence, then reads nsearching and the idle cores and wakes one worker if
+ * nobody searches. The worker (ferry__park_worker) does A, fence, then
+ * reads every queue and takes a core back instead of sleeping if work is
+ * visible. The two fences are totally ordered. If the worker's comes
+ * second, its re-check sees W. If the submitter's comes second, it sees A:
+ * either a free core and nsearching == 0, and it wakes someone; or another
+ * worker still searching, which is then responsible, because that searcher
+ * itself stops by the same A, fence, re-check sequence (end_searching when
+ * it finds work, park_worker when it does not) with its fence after the
+ * submitter's. Every decrement of nsearching is followed by that fence and
+ * re-check, including the undo in start_searcher.
+ *
+ * A core held by a worker inside blocking work (BLOCKED) is not free: the
+ * monitor retakes it once it has stayed blocked for a whole monitor period
+ * (blocking.c). Whoever finds work, no free core and a BLOCKED one makes
+ * sure the monitor polls, through the same fence-then-look pairing on the
+ * monitor's flag.
  *
  * Thread: any; park_worker and idle_worker by the worker itself.
  */
@@ -79,17 +85,16 @@ bool ferry__work_visible(ferry_pool *pool)
     /* Relaxed loads: callers order them with their own seq_cst fence. */
     if (ferry__inject_nonempty(&pool->inject))
         return true;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     for (unsigned i = 0; i < n; i++) {
-        struct ferry__worker *v =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *v = ferry__slot(pool, i);
         if (v != NULL && ferry__deque_len(&v->dq) > 0)
             return true;
     }
     return false;
 }
 
-static bool any_blocked_core(ferry_pool *pool)
+bool ferry__any_blocked_core(ferry_pool *pool)
 {
     for (unsigned i = 0; i < pool->ncores; i++) {
         uint64_t w =
@@ -100,14 +105,20 @@ static bool any_blocked_core(ferry_pool *pool)
     return false;
 }
 
+/* An idle core to wake a worker with. If there is none but a core sits in
+ * blocking work, the monitor retakes it once it has stayed blocked for a
+ * whole monitor period (short blocking costs no hand-over), so make sure
+ * the monitor is polling. The caller has fenced after its publication. */
 static bool core_available(ferry_pool *pool)
 {
-    return atomic_load_explicit(&pool->sched.nidle_cores,
-                                memory_order_relaxed) != 0 ||
-           any_blocked_core(pool);
+    if (atomic_load_explicit(&pool->sched.nidle_cores, memory_order_relaxed))
+        return true;
+    if (ferry__any_blocked_core(pool))
+        ferry__want_retake(pool);
+    return false;
 }
 
-struct ferry__core *ferry__core_get_locked(ferry_pool *pool, bool retake)
+struct ferry__core *ferry__core_get_locked(ferry_pool *pool)
 {
     struct ferry__sched *s = &pool->sched;
     struct ferry__core *c = s->idle_cores;
@@ -124,22 +135,6 @@ struct ferry__core *ferry__core_get_locked(ferry_pool *pool, bool retake)
             &c->word, ferry__core_word((w >> 2) + 1, FERRY__CORE_RUNNING),
             memory_order_relaxed);
         return c;
-    }
-    if (!retake)
-        return NULL;
-    /* Retake a core whose holder is inside blocking work. The CAS races
-     * only the holder's own BLOCKED -> RUNNING CAS in blocking_exit;
-     * exactly one wins, and a holder that loses knows its core is gone. */
-    for (unsigned i = 0; i < pool->ncores; i++) {
-        c = &pool->cores[i];
-        uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
-        if (ferry__core_status(w) != FERRY__CORE_BLOCKED)
-            continue;
-        if (atomic_compare_exchange_strong_explicit(
-                &c->word, &w,
-                ferry__core_word((w >> 2) + 1, FERRY__CORE_RUNNING),
-                memory_order_relaxed, memory_order_relaxed))
-            return c;
     }
     return NULL;
 }
@@ -256,7 +251,7 @@ static void start_searcher(ferry_pool *pool)
     bool create = true;
     for (int tries = 0; tries < 4; tries++) {
         pthread_mutex_lock(&s->lock);
-        struct ferry__core *c = ferry__core_get_locked(pool, true);
+        struct ferry__core *c = ferry__core_get_locked(pool);
         if (c != NULL) {
             if (start_with_core(pool, c, true, create) == 0)
                 return;
@@ -272,6 +267,8 @@ static void start_searcher(ferry_pool *pool)
         if (!ferry__work_visible(pool) || !core_available(pool))
             return;
         unsigned zero = 0;
+        /* seq_cst, like every nsearching update: all of them take part in
+         * the Dekker pairs of the file comment. */
         if (!atomic_compare_exchange_strong_explicit(&s->nsearching, &zero, 1,
                                                      memory_order_seq_cst,
                                                      memory_order_relaxed))
@@ -295,6 +292,8 @@ void ferry__wakep(ferry_pool *pool)
     if (!core_available(pool))
         return;
     unsigned zero = 0;
+    /* seq_cst: one winner among concurrent wakers; the loser relies on the
+     * winner's searcher, which stops through the fence-and-re-check. */
     if (!atomic_compare_exchange_strong_explicit(&s->nsearching, &zero, 1,
                                                  memory_order_seq_cst,
                                                  memory_order_relaxed))
@@ -333,6 +332,8 @@ void ferry__end_searching(struct ferry__worker *w)
         return;
     w->searching = false;
     ferry_pool *pool = w->pool;
+    /* seq_cst: this decrement is the "A" store of the file comment; the
+     * fence below completes the pair when we were the last searcher. */
     if (atomic_fetch_sub_explicit(&pool->sched.nsearching, 1,
                                   memory_order_seq_cst) != 1)
         return;
@@ -353,9 +354,14 @@ static bool reclaim_locked(ferry_pool *pool, struct ferry__worker *w)
         return w->core != NULL; /* someone popped us: granted, or exit */
     if (!ferry__work_visible(pool))
         return false;
-    struct ferry__core *c = ferry__core_get_locked(pool, true);
-    if (c == NULL)
-        return false; /* every core is held: their holders see the work */
+    struct ferry__core *c = ferry__core_get_locked(pool);
+    if (c == NULL) {
+        /* Every core is held: running holders see the work; a blocked one
+         * is the monitor's to retake. */
+        if (ferry__any_blocked_core(pool))
+            ferry__want_retake(pool);
+        return false;
+    }
     idle_remove_locked(&pool->sched, w);
     ferry__grant_locked(w, c);
     return true;

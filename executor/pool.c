@@ -122,10 +122,9 @@ static void drop_queued(ferry_pool *pool)
             ferry__drop_task(pool, NULL, t);
         }
     }
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     for (unsigned i = 0; i < n; i++) {
-        struct ferry__worker *w =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *w = ferry__slot(pool, i);
         if (w == NULL)
             continue;
         enum ferry__steal r;
@@ -278,7 +277,7 @@ FERRY_API int ferry_pool_free(ferry_pool *pool)
 {
     if (pool == NULL)
         return -EINVAL;
-    if (ferry__pool_stale(pool))
+    if (ferry__pool_stale_slow(pool))
         return -ECHILD;
     if (ferry__worker_of(pool) != NULL)
         return -EDEADLK;
@@ -295,7 +294,7 @@ FERRY_API int ferry_pool_shutdown(ferry_pool *pool, int mode,
     if (pool == NULL || timeout_ns < -1 ||
         (mode != FERRY_DRAIN && mode != FERRY_CANCEL_PENDING))
         return -EINVAL;
-    if (ferry__pool_stale(pool))
+    if (ferry__pool_stale_slow(pool))
         return -ECHILD;
     begin_shutdown(pool, mode == FERRY_DRAIN ? FERRY__POOL_DRAIN
                                              : FERRY__POOL_CANCEL);
@@ -362,6 +361,8 @@ int ferry__pool_submit_task(ferry_pool *pool, struct ferry__task *t)
 
 int ferry__task_cancel(struct ferry__task *t)
 {
+    /* Acquire: pairs with the release DONE store in ferry__run_task, so a
+     * canceller that reads DONE also sees fn's effects. */
     uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     for (;;) {
         if (s == FERRY__TASK_PENDING) {
@@ -450,6 +451,8 @@ FERRY_API int ferry_task_status(const ferry_task *task)
     if (task == NULL)
         return -EINVAL;
     struct ferry_task *h = (struct ferry_task *)task;
+    /* Acquire: pairs with the acq_rel CANCELLED transitions (cancel, or a
+     * drop by the pool). */
     if (atomic_load_explicit(&h->task.state, memory_order_acquire) ==
         FERRY__TASK_CANCELLED)
         return -ECANCELED;

@@ -26,10 +26,9 @@ void ferry__hist_add(_Atomic uint64_t *hist, uint64_t ns)
 uint64_t ferry__queue_depth(ferry_pool *pool)
 {
     uint64_t n = ferry__inject_len(&pool->inject);
-    unsigned slots = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned slots = ferry__nslots(pool);
     for (unsigned i = 0; i < slots; i++) {
-        struct ferry__worker *w =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *w = ferry__slot(pool, i);
         if (w != NULL)
             n += (uint64_t)ferry__deque_len(&w->dq);
     }
@@ -59,7 +58,7 @@ FERRY_API int ferry_pool_stats(ferry_pool *pool, struct ferry_pool_stats *out)
 {
     if (pool == NULL || out == NULL)
         return -EINVAL;
-    if (ferry__pool_stale(pool))
+    if (ferry__pool_stale_slow(pool))
         return -ECHILD;
     memset(out, 0, sizeof *out);
     struct ferry__sched *s = &pool->sched;

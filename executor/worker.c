@@ -28,12 +28,19 @@
 
 #include "executor/internal.h"
 
+/* Empty steal sweeps a searcher makes before it parks (yielding after the
+ * first quarter). A build-time knob for tuning with bench_pool, e.g.
+ * -Dc_args=-DFERRY__SPIN_ROUNDS=64; the library reads no environment. */
+#ifndef FERRY__SPIN_ROUNDS
+#define FERRY__SPIN_ROUNDS 32
+#endif
+
 enum {
     FAIRNESS_TICKS = 61, /* tokio's and Go's global-queue interval */
     STEAL_BATCH = 32,    /* crossbeam's MAX_BATCH */
-    SPIN_ROUNDS = 32,    /* steal sweeps before parking (bench-tuned) */
-    SPIN_PAUSES = 32,    /* pause instructions between sweeps */
-    DEQUE_LOG2_CAP = 8,  /* 256 slots to start with */
+    SPIN_ROUNDS = FERRY__SPIN_ROUNDS, /* empty sweeps before parking */
+    SPIN_PAUSES = 32,                 /* pause instructions between sweeps */
+    DEQUE_LOG2_CAP = 8,               /* 256 slots to start with */
 };
 
 static _Thread_local struct ferry__worker *tls_worker;
@@ -232,14 +239,13 @@ static struct ferry__task *steal_from(struct ferry__worker *w,
 struct ferry__task *ferry__steal_any(struct ferry__worker *w, bool *raced)
 {
     ferry_pool *pool = w->pool;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    unsigned n = ferry__nslots(pool);
     if (n < 2)
         return NULL;
     unsigned start = (unsigned)(next_rand(w) % n);
     for (unsigned k = 0; k < n; k++) {
         unsigned i = start + k < n ? start + k : start + k - n;
-        struct ferry__worker *v =
-            atomic_load_explicit(&pool->slots[i], memory_order_acquire);
+        struct ferry__worker *v = ferry__slot(pool, i);
         if (v == NULL || v == w)
             continue;
         struct ferry__task *t = steal_from(w, v, raced);

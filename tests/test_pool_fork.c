@@ -26,6 +26,7 @@
 
 #include "executor/internal.h"
 #include "ferry.h"
+#include "tests/pool_threads.h"
 
 enum { QUEUED = 16, CHILD_TASKS = 100 };
 
@@ -120,12 +121,15 @@ static int child_main(void)
     return 0;
 }
 
+static sem_t forked;
+
 static void *forker(void *arg)
 {
     pid_t *pid = arg;
     *pid = fork();
     if (*pid == 0)
         _exit(child_main());
+    sem_post(&forked);
     return NULL;
 }
 
@@ -145,15 +149,26 @@ static void test_fork_child_gets_echild_then_after_fork(void **state)
         assert_int_equal(ferry__pool_submit_task(pool, &queued[i]), 0);
     }
 
+    /* The test thread waits on a semaphore, not in pthread_join, while
+     * the other thread forks: sanitizer runtimes take their thread
+     * registry lock inside pthread_join, and a child forked meanwhile
+     * would inherit it held and deadlock in its own pthread_create
+     * (gcc 12's libasan does not lock around fork). */
+    /* ... and only once every pool thread runs: sanitizer runtimes
+     * allocate while a thread starts, and gcc 12's do not lock their
+     * allocator around fork either. */
+    assert_true(wait_pool_threads(2)); /* the worker and the monitor */
     pid_t pid = -1;
     pthread_t th;
+    sem_init(&forked, 0, 0);
     assert_int_equal(pthread_create(&th, NULL, forker, &pid), 0);
-    pthread_join(th, NULL);
+    sem_wait(&forked);
     assert_true(pid > 0);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    pthread_join(th, NULL);
 
     /* The parent's pool is untouched: its tasks run once the gate opens. */
     assert_int_equal(atomic_load(&parent_ran), 0);

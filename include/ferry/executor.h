@@ -163,6 +163,8 @@ FERRY_API int ferry_pool_new(ferry_pool **out,
  * Returns: 0, -EINVAL (NULL), -EDEADLK (called from one of this pool's
  *          workers: nothing was done), -ECHILD (inherited across fork: call
  *          ferry_pool_after_fork first).
+ * Ownership: the pool is freed. Task handles (ferry_task) are not part of
+ *          it: they stay valid until their last ferry_task_unref.
  * Thread: any thread that is not one of the pool's workers.
  */
 FERRY_API int ferry_pool_free(ferry_pool *pool);
@@ -244,6 +246,8 @@ FERRY_API int ferry_task_status(const ferry_task *task);
  * Drop the reference that ferry_pool_submit returned. The handle is freed
  * when the pool is also done with it. NULL is ignored.
  *
+ * Ownership: the caller's reference is gone; task must not be used again.
+ *          The task itself still runs (cancel it first if it should not).
  * Thread: any.
  */
 FERRY_API void ferry_task_unref(ferry_task *task);
@@ -294,6 +298,8 @@ FERRY_API int ferry_group_init(ferry_group *g, ferry_pool *pool);
  * Returns: 0, -EINVAL (NULL g or fn, unknown flags, g not initialised),
  *          -ENOMEM, -ESHUTDOWN, -ECHILD. On error nothing was scheduled
  *          and the group is unchanged.
+ * Ownership: arg stays the caller's and must live until the group's wait
+ *          returns.
  * Thread: any.
  */
 FERRY_API int ferry_group_spawn(ferry_group *g, ferry_task_fn *fn, void *arg,
@@ -328,8 +334,14 @@ FERRY_API int ferry_pool_stats(ferry_pool *pool, struct ferry_pool_stats *out);
  * down stays shut down (and gets no workers).
  *
  * Returns: 0, -EINVAL (NULL, or not a child: the pool is not stale),
- *          -ENOMEM, -EAGAIN (pthread_create failed: the pool is then shut
- *          down, with every started thread joined; free it).
+ *          -ENOMEM, -EAGAIN (pthread_create failed). On -ENOMEM before
+ *          anything was rebuilt the pool is still stale (other calls keep
+ *          answering -ECHILD) and after_fork may be called again; on any
+ *          later failure the pool is shut down, every thread it started
+ *          joined: it can only be freed.
+ * Ownership: the parent's queued tasks are abandoned in the child, never
+ *          completed: memory they own (task handles included) is not
+ *          freed there.
  * Thread: the child's thread, while no other thread uses the pool.
  */
 FERRY_API int ferry_pool_after_fork(ferry_pool *pool);
