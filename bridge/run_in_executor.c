@@ -135,11 +135,9 @@ FERRY_API int ferry_run_in_executor(ferry_loop *loop, ferry_pool *pool,
 {
     if (fn == NULL || out == NULL)
         return -EINVAL;
-    int rc = ferry__loop_check(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
     if (pool == NULL) {
         rc = ferry__default_pool(loop, &pool);
         if (rc < 0)

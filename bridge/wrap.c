@@ -68,11 +68,9 @@ FERRY_API int ferry_future_wrap(ferry_loop *loop, ferry_future *fut,
 {
     if (fut == NULL || out == NULL)
         return -EINVAL;
-    int rc = ferry__loop_check(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
     if (fut->loop == loop) {
         ferry_future_ref(fut);
         *out = fut;

@@ -53,11 +53,9 @@ FERRY_API int ferry_future_new(ferry_loop *loop, ferry_future **out)
     if (out == NULL)
         return -EINVAL;
     if (loop != NULL) {
-        int rc = ferry__loop_check(loop);
+        int rc = ferry__loop_check_open(loop);
         if (rc < 0)
             return rc;
-        if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-            return -ESHUTDOWN;
     }
     ferry_future *f = malloc(sizeof *f);
     if (f == NULL)
@@ -346,12 +344,11 @@ FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
         return rc;
     if (atomic_load_explicit(&fut->loop->closed, memory_order_relaxed))
         return -ESHUTDOWN;
-    struct ferry_handle *h = ferry__handle_new(fut->loop, HANDLE_DONE);
+    struct ferry_handle *h =
+        ferry__handle_new(fut->loop, HANDLE_DONE, NULL, arg, dispose);
     if (h == NULL)
         return -ENOMEM;
     h->fn.fcb = cb;
-    h->arg = arg;
-    h->dispose = dispose;
     h->state = HANDLE_SCHEDULED;
     if (fut->dispatched) { /* already done: still never inline */
         ferry_future_ref(fut);

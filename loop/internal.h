@@ -136,8 +136,8 @@ struct ferry_loop {
     ferry_slow_hook_fn *slow_hook;
     void *slow_arg;
     uint64_t slow_threshold;
-    int64_t spin_ns;      /* busy-poll budget before blocking; < 0: never */
-    uint64_t posts_seen;  /* stats.posts at the previous iteration */
+    int64_t spin_ns;     /* busy-poll budget before blocking; < 0: never */
+    uint64_t posts_seen; /* stats.posts at the previous iteration */
     struct ferry_loop_stats stats; /* owner-written fields */
 };
 
@@ -212,7 +212,8 @@ int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
 #define FERRY__INBOX_CLOSED ((struct ferry__post *)(uintptr_t)1)
 
 /* loop.c */
-int ferry__loop_check(const ferry_loop *loop); /* -EINVAL/-ECHILD/-EPERM */
+int ferry__loop_check(const ferry_loop *loop);      /* -EINVAL/-ECHILD/-EPERM */
+int ferry__loop_check_open(const ferry_loop *loop); /* ... or -ESHUTDOWN */
 bool ferry__loop_on_owner(const ferry_loop *loop);
 bool ferry__loop_stale(const ferry_loop *loop);
 uint64_t ferry__loop_now(const ferry_loop *loop);
@@ -230,7 +231,9 @@ void ferry__inbox_close(ferry_loop *loop, bool dispose);
 bool ferry__inbox_nonempty(const ferry_loop *loop);
 
 /* ready.c: handles and the ready queue */
-struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind);
+struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind,
+                                       ferry_cb *cb, void *arg,
+                                       ferry_free_fn *dispose);
 void ferry__handle_put(struct ferry_handle *h);
 void ferry__handle_drop(struct ferry_handle *h);
 void ferry__ready_push(ferry_loop *loop, struct ferry_handle *h);

@@ -78,19 +78,15 @@ static int add_watch(ferry_loop *loop, int fd, bool write, ferry_cb *cb,
 {
     if (fd < 0 || cb == NULL)
         return -EINVAL;
-    int rc = ferry__loop_check(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
     if (reserve(&loop->io, fd) < 0)
         return -ENOMEM;
-    struct ferry_handle *h = ferry__handle_new(loop, HANDLE_WATCH);
+    struct ferry_handle *h =
+        ferry__handle_new(loop, HANDLE_WATCH, cb, arg, dispose);
     if (h == NULL)
         return -ENOMEM;
-    h->fn.cb = cb;
-    h->arg = arg;
-    h->dispose = dispose;
     h->state = HANDLE_SCHEDULED;
     struct ferry__io_watch *w = &loop->io.fds[fd];
     struct ferry_handle **slot = write ? &w->writer : &w->reader;

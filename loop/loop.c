@@ -55,6 +55,14 @@ int ferry__loop_check(const ferry_loop *loop)
     return 0;
 }
 
+int ferry__loop_check_open(const ferry_loop *loop)
+{
+    int rc = ferry__loop_check(loop);
+    if (rc == 0 && atomic_load_explicit(&loop->closed, memory_order_relaxed))
+        rc = -ESHUTDOWN;
+    return rc;
+}
+
 uint64_t ferry__loop_now(const ferry_loop *loop)
 {
     return loop->clock ? loop->clock(loop->clock_ctx) : ferry__now_ns();
@@ -246,11 +254,9 @@ static void iterate(ferry_loop *loop, int64_t bound)
 /* Whether this thread may run the loop now (the errors of run_*). */
 static int can_run(const ferry_loop *loop)
 {
-    int rc = ferry__loop_check(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
     if (atomic_load_explicit(&loop->running, memory_order_relaxed) ||
         ferry_loop_running() != NULL)
         return -EBUSY;
@@ -393,11 +399,9 @@ FERRY_API int ferry_loop_fd(const ferry_loop *loop)
 
 FERRY_API int64_t ferry_loop_timeout(ferry_loop *loop)
 {
-    int rc = ferry__loop_check(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
     /* Dekker partner of the producers' fence: polling was set (seq_cst)
      * before this inbox read, see ferry_loop_fd. */
     atomic_thread_fence(memory_order_seq_cst);

@@ -28,7 +28,9 @@
 _Static_assert(sizeof(struct ferry_handle) <= FERRY__CACHE_LARGE_BYTES,
                "handles come from the block cache");
 
-struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind)
+struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind,
+                                       ferry_cb *cb, void *arg,
+                                       ferry_free_fn *dispose)
 {
     struct ferry_handle *h = ferry__cache_get(FERRY__CACHE_LARGE);
     if (h == NULL)
@@ -39,6 +41,9 @@ struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind)
     h->kind = (uint8_t)kind;
     h->state = HANDLE_IDLE;
     h->heap_idx = SIZE_MAX;
+    h->fn.cb = cb;
+    h->arg = arg;
+    h->dispose = dispose;
     return h;
 }
 
@@ -169,30 +174,18 @@ void ferry__ready_term(ferry_loop *loop)
     }
 }
 
-static int check_open(ferry_loop *loop)
-{
-    int rc = ferry__loop_check(loop);
-    if (rc < 0)
-        return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
-    return 0;
-}
-
 FERRY_API int ferry_call_soon(ferry_loop *loop, ferry_cb *cb, void *arg,
                               ferry_free_fn *dispose, ferry_handle **out)
 {
     if (cb == NULL)
         return -EINVAL;
-    int rc = check_open(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    struct ferry_handle *h = ferry__handle_new(loop, HANDLE_CALL);
+    struct ferry_handle *h =
+        ferry__handle_new(loop, HANDLE_CALL, cb, arg, dispose);
     if (h == NULL)
         return -ENOMEM;
-    h->fn.cb = cb;
-    h->arg = arg;
-    h->dispose = dispose;
     ferry__ready_push(loop, h);
     if (out != NULL)
         *out = h; /* the creation reference becomes the caller's */
@@ -229,12 +222,10 @@ FERRY_API int ferry_call_soon_threadsafe(ferry_loop *loop, ferry_cb *cb,
      * early answer only saves an allocation. */
     if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
         return -ESHUTDOWN;
-    struct ferry_handle *h = ferry__handle_new(loop, HANDLE_CALL);
+    struct ferry_handle *h =
+        ferry__handle_new(loop, HANDLE_CALL, cb, arg, dispose);
     if (h == NULL)
         return -ENOMEM;
-    h->fn.cb = cb;
-    h->arg = arg;
-    h->dispose = dispose;
     h->post.ops = &handle_post;
     int rc = ferry__loop_post(loop, &h->post);
     if (rc < 0)

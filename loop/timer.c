@@ -147,17 +147,13 @@ FERRY_API int ferry_call_at(ferry_loop *loop, uint64_t when_ns, ferry_cb *cb,
 {
     if (cb == NULL)
         return -EINVAL;
-    int rc = ferry__loop_check(loop);
+    int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (atomic_load_explicit(&loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
-    struct ferry_handle *h = ferry__handle_new(loop, HANDLE_CALL);
+    struct ferry_handle *h =
+        ferry__handle_new(loop, HANDLE_CALL, cb, arg, dispose);
     if (h == NULL)
         return -ENOMEM;
-    h->fn.cb = cb;
-    h->arg = arg;
-    h->dispose = dispose;
     h->when = when_ns;
     if (heap_insert(&loop->timers, h) < 0) {
         ferry__cache_put(FERRY__CACHE_LARGE, h);
