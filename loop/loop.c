@@ -23,6 +23,7 @@
  * Thread: owner unless a function says otherwise.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "loop/internal.h"
@@ -87,7 +88,9 @@ FERRY_API int ferry_loop_new(ferry_loop **out,
     ferry_loop *loop = aligned_alloc(FERRY__CACHELINE, sizeof *loop);
     if (loop == NULL)
         return -ENOMEM;
-    *loop = (ferry_loop){0};
+    /* memset, not (ferry_loop){0}: clang rejects 0 for the first member,
+     * an _Atomic pointer (-Wint-conversion). The atomics are set below. */
+    memset(loop, 0, sizeof *loop);
     loop->poller.max_events = opts && opts->max_events ? opts->max_events : 256;
     loop->clock = opts ? opts->clock : NULL;
     loop->clock_ctx = opts ? opts->clock_ctx : NULL;

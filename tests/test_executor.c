@@ -80,6 +80,7 @@ static void spin(unsigned iters)
     volatile unsigned x = 0;
     for (unsigned i = 0; i < iters; i++)
         x += i;
+    (void)x; /* clang 14: -Wunused-but-set-variable */
 }
 
 /* A gate that blocks a worker until the test opens it. */
