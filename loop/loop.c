@@ -204,7 +204,7 @@ static void iterate(ferry_loop *loop, int64_t bound)
     ferry__inbox_drain(loop);
     ferry__timers_collect(loop, ferry__loop_now(loop));
     ferry__ready_run(loop);
-    loop->stats.iterations++;
+    ferry__loop_count(&loop->stats.iterations);
 }
 
 /* Whether this thread may run the loop now (the errors of run_*). */
@@ -389,7 +389,13 @@ FERRY_API int ferry_loop_stats(const ferry_loop *loop,
 {
     if (loop == NULL || out == NULL)
         return -EINVAL;
-    *out = loop->stats;
+    out->iterations =
+        atomic_load_explicit(&loop->stats.iterations, memory_order_relaxed);
+    out->callbacks =
+        atomic_load_explicit(&loop->stats.callbacks, memory_order_relaxed);
+    out->posts = atomic_load_explicit(&loop->stats.posts, memory_order_relaxed);
+    out->slow_callbacks =
+        atomic_load_explicit(&loop->stats.slow_callbacks, memory_order_relaxed);
     out->wakeups_written =
         atomic_load_explicit(&loop->wakeups_written, memory_order_relaxed);
     return 0;
