@@ -1249,27 +1249,34 @@ static void collect_mail(void)
     }
 }
 
-/* Whether the future will complete without anything else from us. */
-static bool bounded(const struct fslot *s, int depth)
+/* Whether the future will complete without anything else from us, while
+ * the loop `running` runs (NULL: all of them run). */
+static bool bounded(const struct fslot *s, int depth, ferry_loop *running)
 {
     if (s->f != NULL && ferry_future_done(s->f))
         return true;
     if (depth > 8)
         return false;
+    ferry_loop *own = ferry_future_loop(s->f);
     switch ((enum fkind)s->kind) {
     case FK_JOB:
     case FK_JOB_FREE:
+        return true; /* the worker resolves it */
     case FK_TS:
-        return true;
+        /* fn runs on its loop (a closed loop failed it already) */
+        return running == NULL || running == own;
     case FK_THEN:
         /* next resolves on its loop: once the loop is closed, only when
          * the source is freed (its callbacks are disposed then). */
         if (fut_loop(s) == NULL || fut_loop(s)->closed)
             return false;
-        return s->src >= 0 && bounded(&C->futs[s->src], depth + 1);
+        if (running != NULL && running != own)
+            return false;
+        return s->src >= 0 && bounded(&C->futs[s->src], depth + 1, running);
     case FK_WRAP:
     case FK_ALIAS:
-        return s->src >= 0 && bounded(&C->futs[s->src], depth + 1);
+        /* the source's completer resolves the wrapper */
+        return s->src >= 0 && bounded(&C->futs[s->src], depth + 1, running);
     default:
         return false;
     }
@@ -2104,7 +2111,7 @@ static void op_wrap(uint8_t a, uint8_t b, uint8_t c)
  * other alive by design (bridge.h, ferry_future_wrap). */
 static void drop_fut(struct fslot *s)
 {
-    if (!bounded(s, 0))
+    if (!bounded(s, 0, NULL))
         (void)ferry_future_cancel(s->f);
     ferry_future_unref(s->f);
     s->f = NULL;
@@ -2118,7 +2125,7 @@ static void op_run_until_complete(uint8_t a, uint8_t b)
     helper_sync(); /* its completions are in */
     collect_mail();
     struct fslot *s = pick_fut(b);
-    if (s == NULL || !bounded(s, 0))
+    if (s == NULL || !bounded(s, 0, ls->loop))
         return;
     void *v = NULL;
     int64_t expect = ANY;
@@ -2203,11 +2210,13 @@ static void op_pool_submit(uint8_t a, uint8_t b, uint8_t c)
                          ? -EINVAL
                          : pool_expect(sel);
     int rc;
+    /* try_submit on the per-input pool (queue_limit) may say -EAGAIN, also
+     * once it is shut down: the limit is checked first (executor/pool.c). */
     if (b & 8)
         rc = (int)CHECK_RC(
             ferry_pool_try_submit(pool, task_fn, (void *)(uintptr_t)c, flags,
                                   keep ? &t : NULL),
-            DOC_TRY_SUBMIT, expect == 0 && sel == 1 ? ANY : expect);
+            DOC_TRY_SUBMIT, sel == 1 && expect != -EINVAL ? ANY : expect);
     else
         rc =
             (int)CHECK_RC(ferry_pool_submit(pool, task_fn, (void *)(uintptr_t)c,
@@ -2789,7 +2798,7 @@ static bool all_bounded_done(void)
         struct fslot *s = &C->futs[i];
         if (s->f == NULL || ferry_future_done(s->f))
             continue;
-        if (bounded(s, 0))
+        if (bounded(s, 0, NULL))
             return false;
     }
     return true;
