@@ -13,7 +13,8 @@
  * next future. timeout: a timer fails the future with -ETIMEDOUT (and stops
  * attached work through the future's on_cancel hook); a done callback
  * cancels the timer when the future wins. The two share a small context
- * with two references, one per side, so it is freed exactly once.
+ * with two references, one per side, so it is freed exactly once; only the
+ * timer side holds a reference on the future (timer_end says why).
  *
  * Thread: the owner of the loop involved.
  */
@@ -155,9 +156,9 @@ FERRY_API int ferry_future_then(ferry_future *fut, ferry_then_fn *fn, void *arg,
 /* ---- timeout ---- */
 
 struct deadline {
-    ferry_future *fut;
-    ferry_handle *timer;
-    int refs; /* timer side + done-callback side; loop thread only */
+    ferry_future *fut;   /* the timer side's reference (see timer_end) */
+    ferry_handle *timer; /* our handle reference */
+    int refs;            /* timer side + done-callback side; loop thread */
 };
 
 static void deadline_put(void *arg)
@@ -166,8 +167,25 @@ static void deadline_put(void *arg)
     if (--d->refs != 0)
         return;
     ferry_handle_unref(d->timer);
-    ferry_future_unref(d->fut);
     free(d);
+}
+
+/* The timer side ends (it fired, or was disposed): only it reads d->fut,
+ * so its future reference goes with it. The done-callback side must not
+ * hold one: it is a callback of that very future, and one whose loop
+ * closed before completion is disposed only at the future's last unref
+ * (future.c), which such a reference would forbid: the future, its loop
+ * and the loop's eventfd were leaked (found by tests/fuzz). */
+static void timer_end(struct deadline *d)
+{
+    ferry_future *f = d->fut;
+    deadline_put(d); /* may free d */
+    ferry_future_unref(f);
+}
+
+static void deadline_dispose(void *arg)
+{
+    timer_end(arg);
 }
 
 static void deadline_fire(void *arg)
@@ -177,14 +195,14 @@ static void deadline_fire(void *arg)
     if (ferry__future_resolve(f, NULL, NULL, -ETIMEDOUT) == 0 &&
         f->ops != NULL && f->ops->on_cancel != NULL)
         f->ops->on_cancel(f); /* stop attached work, as a cancel would */
-    deadline_put(d);
+    timer_end(d);
 }
 
 static void deadline_done(ferry_future *f, void *arg)
 {
     (void)f;
     struct deadline *d = arg;
-    (void)ferry_handle_cancel(d->timer); /* disposes: the timer side's put */
+    (void)ferry_handle_cancel(d->timer); /* disposes: the timer side ends */
     deadline_put(d);
 }
 
@@ -198,7 +216,7 @@ FERRY_API int ferry_future_timeout(ferry_future *fut, int64_t delay_ns)
     d->fut = fut;
     d->refs = 2;
     int rc = ferry_call_later(fut->loop, delay_ns, deadline_fire, d,
-                              deadline_put, &d->timer);
+                              deadline_dispose, &d->timer);
     if (rc < 0) {
         free(d);
         return rc;
@@ -207,7 +225,7 @@ FERRY_API int ferry_future_timeout(ferry_future *fut, int64_t delay_ns)
     rc = ferry_future_add_done_callback(fut, deadline_done, d, deadline_put);
     if (rc < 0) {
         d->refs = 1;
-        (void)ferry_handle_cancel(d->timer); /* puts the last reference */
+        (void)ferry_handle_cancel(d->timer); /* the last put, and the unref */
         return rc;
     }
     return 0;

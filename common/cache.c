@@ -28,6 +28,17 @@
 
 #include "common/base.h"
 
+/* gcc says __SANITIZE_ADDRESS__; clang 14 only __has_feature. Under ASan
+ * the cache is bypassed so that a use after free of a block stays
+ * visible. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_BYPASS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CACHE_BYPASS 1
+#endif
+#endif
+
 enum {
     BATCH = 32,
     DEPOT_MAX = 1024, /* chains per class: 1024 * 32 * 192 B = 6 MiB max */
@@ -154,7 +165,7 @@ static void register_thread(void)
 
 void *ferry__cache_get(enum ferry__cache_class c)
 {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(CACHE_BYPASS)
     return malloc(class_size[c]);
 #endif
     struct list *l = &tls[c];
@@ -178,7 +189,7 @@ void *ferry__cache_get(enum ferry__cache_class c)
 
 void ferry__cache_put(enum ferry__cache_class c, void *p)
 {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(CACHE_BYPASS)
     free(p);
     return;
 #endif

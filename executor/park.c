@@ -41,11 +41,11 @@
 
 #include "executor/internal.h"
 
-enum {
-    TOKEN_EMPTY = 0,
-    TOKEN_NOTIFIED = 1,
-    TOKEN_PARKED = UINT32_MAX, /* EMPTY - 1: park is one fetch_sub */
-};
+/* Macros, not an enum: ISO C enumerators are ints and UINT32_MAX is not
+ * one (clang -Wpedantic rejects it). */
+#define TOKEN_EMPTY 0u
+#define TOKEN_NOTIFIED 1u
+#define TOKEN_PARKED UINT32_MAX /* EMPTY - 1: park is one fetch_sub */
 
 void ferry__unpark(struct ferry__worker *w)
 {

@@ -138,8 +138,25 @@ struct ferry_loop {
     uint64_t slow_threshold;
     int64_t spin_ns;     /* busy-poll budget before blocking; < 0: never */
     uint64_t posts_seen; /* stats.posts at the previous iteration */
-    struct ferry_loop_stats stats; /* owner-written fields */
+    /* Counters for ferry_loop_stats. Written by the owner only, but read
+     * from any thread ("Thread: any"), so relaxed atomics bumped with a
+     * load and a store (ferry__loop_count): no locked RMW on the hot path,
+     * and no data race with a reader (a plain struct was one, found by
+     * TSan with the fuzzer's helper thread, issue 6). */
+    struct {
+        _Atomic uint64_t iterations;
+        _Atomic uint64_t callbacks;
+        _Atomic uint64_t posts;
+        _Atomic uint64_t slow_callbacks;
+    } stats;
 };
+
+/* Count one event on an owner-written counter (see stats above). */
+static inline void ferry__loop_count(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
 
 /* Future states. Terminal states are >= FUT_DONE; FUT_COMPLETING is the
  * winner's private window for writing the result before publishing. */

@@ -24,6 +24,7 @@
  */
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "loop/internal.h"
@@ -96,7 +97,9 @@ FERRY_API int ferry_loop_new(ferry_loop **out,
     ferry_loop *loop = aligned_alloc(FERRY__CACHELINE, sizeof *loop);
     if (loop == NULL)
         return -ENOMEM;
-    *loop = (ferry_loop){0};
+    /* memset, not (ferry_loop){0}: clang rejects 0 for the first member,
+     * an _Atomic pointer (-Wint-conversion). The atomics are set below. */
+    memset(loop, 0, sizeof *loop);
     loop->poller.max_events = opts && opts->max_events ? opts->max_events : 256;
     loop->clock = opts ? opts->clock : NULL;
     loop->clock_ctx = opts ? opts->clock_ctx : NULL;
@@ -209,8 +212,10 @@ static int64_t poll_timeout(ferry_loop *loop, int64_t bound)
  */
 static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
 {
-    bool recent = loop->stats.posts != loop->posts_seen;
-    loop->posts_seen = loop->stats.posts;
+    uint64_t posts =
+        atomic_load_explicit(&loop->stats.posts, memory_order_relaxed);
+    bool recent = posts != loop->posts_seen;
+    loop->posts_seen = posts;
     if (timeout == 0 || !recent || loop->spin_ns < 0 ||
         atomic_load_explicit(&loop->embedded, memory_order_relaxed))
         return timeout;
@@ -248,7 +253,7 @@ static void iterate(ferry_loop *loop, int64_t bound)
     ferry__inbox_drain(loop);
     ferry__timers_collect(loop, ferry__loop_now(loop));
     ferry__ready_run(loop);
-    loop->stats.iterations++;
+    ferry__loop_count(&loop->stats.iterations);
 }
 
 /* Whether this thread may run the loop now (the errors of run_*). */
@@ -429,7 +434,13 @@ FERRY_API int ferry_loop_stats(const ferry_loop *loop,
 {
     if (loop == NULL || out == NULL)
         return -EINVAL;
-    *out = loop->stats;
+    out->iterations =
+        atomic_load_explicit(&loop->stats.iterations, memory_order_relaxed);
+    out->callbacks =
+        atomic_load_explicit(&loop->stats.callbacks, memory_order_relaxed);
+    out->posts = atomic_load_explicit(&loop->stats.posts, memory_order_relaxed);
+    out->slow_callbacks =
+        atomic_load_explicit(&loop->stats.slow_callbacks, memory_order_relaxed);
     out->wakeups_written =
         atomic_load_explicit(&loop->wakeups_written, memory_order_relaxed);
     return 0;

@@ -141,12 +141,12 @@ void ferry__ready_run(ferry_loop *loop)
         h->queued = false;
         if (h->state != HANDLE_DROPPED) {
             run_one(h);
-            loop->stats.callbacks++;
+            ferry__loop_count(&loop->stats.callbacks);
             if (loop->slow_hook != NULL) {
                 uint64_t t1 = ferry__now_ns();
                 /* t0 == 0: the hook was set by this very callback. */
                 if (t0 != 0 && t1 - t0 >= loop->slow_threshold) {
-                    loop->stats.slow_callbacks++;
+                    ferry__loop_count(&loop->stats.slow_callbacks);
                     loop->slow_hook(loop->slow_arg, symbol_of(h), t1 - t0);
                     t1 = ferry__now_ns(); /* don't bill the hook */
                 }

@@ -165,7 +165,7 @@ void ferry__inbox_drain(ferry_loop *loop)
     for (p = reverse(p); p != NULL;) {
         struct ferry__post *next = p->next;
         p->ops->run(p, loop);
-        loop->stats.posts++;
+        ferry__loop_count(&loop->stats.posts);
         p = next;
     }
 }

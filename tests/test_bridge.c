@@ -503,6 +503,56 @@ static void test_S18_timeout_stops_offload(void **state)
     assert_int_equal(ferry_loop_free(loop), 0);
 }
 
+/* ---- found by fuzz_api (issue 6): completion after the loop closed ---- */
+
+static int gated_null(void *arg, void **result)
+{
+    wait_gate(arg);
+    *result = NULL;
+    return 0;
+}
+
+static void must_not_run(ferry_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    abort(); /* the loop is closed: never runs (not an assert: a worker) */
+}
+
+/* A job completes on a worker after its loop was closed and its timeout
+ * timer was disposed: its done callbacks, which can no longer run, are
+ * disposed at the future's last unref (future.c). The timeout's context,
+ * disposed with them, used to hold a reference on the future too: that
+ * last unref never came, and the future, the loop and its eventfd leaked. */
+static void test_bridge_timeout_after_close_no_cycle(void **state)
+{
+    (void)state;
+    ferry_loop *loop;
+    ferry_pool *pool;
+    struct ferry_pool_opts o = {.threads = 1, .max_threads = 1};
+    assert_int_equal(ferry_pool_new(&pool, &o), 0);
+    assert_int_equal(ferry_loop_new(&loop, NULL), 0);
+    struct gate g = {0};
+    ferry_future *f;
+    assert_int_equal(
+        ferry_run_in_executor(loop, pool, gated_null, &g, NULL, &f), 0);
+    _Atomic int disposed = 0;
+    assert_int_equal(ferry_future_add_done_callback(
+                         f, must_not_run, (void *)&disposed, count_dispose),
+                     0);
+    assert_int_equal(ferry_future_timeout(f, 1000000000), 0);
+    while (!atomic_load(&g.entered))
+        sleep_ns(100000);
+    assert_int_equal(ferry_loop_free(loop), 0); /* the timer goes */
+    atomic_store(&g.open, 1);
+    assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, -1, NULL), 0);
+    assert_true(ferry_future_done(f));           /* completed on the worker */
+    assert_int_equal(atomic_load(&disposed), 0); /* kept until destroy */
+    ferry_future_unref(f); /* the last reference: f and the loop go */
+    assert_int_equal(atomic_load(&disposed), 1);
+    assert_int_equal(ferry_pool_free(pool), 0);
+}
+
 /* ---- S19: adapters complete exactly once ---- */
 
 static _Atomic int disposed_values;
@@ -732,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_S19_thunks_and_macro),
         cmocka_unit_test(test_bridge_wrap_and_then),
         cmocka_unit_test(test_bridge_errors),
+        cmocka_unit_test(test_bridge_timeout_after_close_no_cycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

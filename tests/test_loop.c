@@ -788,6 +788,60 @@ static void test_loop_ref_outlives_free(void **state)
     pthread_join(spawn(unref_later, l), NULL);
 }
 
+/* ---- found with the fuzzer's helper thread (issue 6) ---- */
+
+struct stats_reader {
+    ferry_loop *loop;
+    _Atomic int stop;
+    _Atomic int backwards; /* a counter seen going down */
+    _Atomic long reads;
+};
+
+static void *read_stats(void *arg)
+{
+    struct stats_reader *r = arg;
+    struct ferry_loop_stats prev = {0}, st;
+    while (!atomic_load(&r->stop)) {
+        if (ferry_loop_stats(r->loop, &st) != 0 ||
+            st.iterations < prev.iterations || st.callbacks < prev.callbacks ||
+            st.posts < prev.posts)
+            atomic_store(&r->backwards, 1);
+        prev = st;
+        atomic_fetch_add(&r->reads, 1);
+    }
+    return NULL;
+}
+
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+/* ferry_loop_stats is "Thread: any": it read the owner's plain counters
+ * while the owner wrote them, a data race that TSan reports (the TSan
+ * build runs this test). The counters are relaxed atomics now. */
+static void test_loop_stats_from_another_thread(void **state)
+{
+    (void)state;
+    struct stats_reader r = {0};
+    assert_int_equal(ferry_loop_new(&r.loop, NULL), 0);
+    pthread_t t = spawn(read_stats, &r);
+    for (int i = 0; i < 20000 || atomic_load(&r.reads) < 100; i++) {
+        assert_int_equal(ferry_call_soon(r.loop, noop, NULL, NULL, NULL), 0);
+        assert_int_equal(ferry_call_soon_threadsafe(r.loop, noop, NULL, NULL),
+                         0);
+        assert_int_equal(ferry_loop_run_once(r.loop, 0), 0);
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(t, NULL);
+    assert_false(atomic_load(&r.backwards));
+    struct ferry_loop_stats st;
+    assert_int_equal(ferry_loop_stats(r.loop, &st), 0);
+    assert_true(st.iterations >= 20000 && st.callbacks >= 40000 &&
+                st.posts >= 20000);
+    assert_int_equal(ferry_loop_free(r.loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -818,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_loop_null_arguments),
         T(test_loop_null_callbacks),
         cmocka_unit_test(test_loop_ref_outlives_free),
+        cmocka_unit_test(test_loop_stats_from_another_thread),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
