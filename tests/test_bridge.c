@@ -10,6 +10,12 @@
 #include "bridge/internal.h"
 #include "helpers.h"
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 static ferry_pool *new_pool(unsigned threads)
 {
     ferry_pool *p;
@@ -134,10 +140,9 @@ static void test_S3_shared_pool_many_loops(void **state)
     ferry_pool *pool = new_pool(2); /* 2 cores, 5 blocking calls */
     struct s3_thread s[5];
     pthread_t t[5];
-    uint64_t t0 = ferry_loop_time(NULL) + (uint64_t)0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint64_t t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     for (int i = 0; i < 5; i++) {
         s[i] = (struct s3_thread){.pool = pool, .id = (uintptr_t)(100 + i)};
         t[i] = spawn(s3_main, &s[i]);
@@ -153,7 +158,10 @@ static void test_S3_shared_pool_many_loops(void **state)
     }
     /* Serial would be 5 x 200 ms; the pool grew for the blocking calls. */
     print_message("5 x 200 ms blocking offloads took %.0f ms\n", dt / 1e6);
-    assert_true(dt < 700000000u);
+    /* Under valgrind (one thread at a time, slow monitor) only the
+     * results are checked. */
+    if (!RUNNING_ON_VALGRIND)
+        assert_true(dt < 700000000u);
     assert_int_equal(ferry_pool_free(pool), 0);
 }
 
