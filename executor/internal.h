@@ -18,7 +18,10 @@
  * exactly once per successful submit, on a pool worker (or on the thread
  * that calls ferry_pool_shutdown(FERRY_CANCEL_PENDING), for tasks dropped
  * there): status 0 after fn ran, -ECANCELED when the task was dropped
- * without running. After complete returns the pool never touches t again.
+ * without running. After complete returns the pool never touches t again;
+ * before that it may (fn returning is not the end: the pool still stores
+ * the task's final state), so t may be freed or reused only from complete
+ * or after it.
  */
 #ifndef FERRY_EXECUTOR_INTERNAL_H
 #define FERRY_EXECUTOR_INTERNAL_H
