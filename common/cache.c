@@ -71,7 +71,9 @@ void *ferry__cache_get(void)
 
 void ferry__cache_put(void *block)
 {
-    if (cache.n >= CACHE_MAX) {
+    /* n + 1 > MAX rather than n >= MAX: with CACHE_MAX 0 (ASan) the latter
+     * is "unsigned >= 0", which gcc -O0 rejects (-Werror=type-limits). */
+    if (cache.n + 1 > CACHE_MAX) {
         free(block);
         return;
     }
