@@ -27,6 +27,10 @@
  * (end_searching when it finds work, park_worker when it does not), and its
  * fence comes after the submitter's. Every decrement of nsearching is followed
  * by that fence and re-check, including the undo in start_searcher.
+ * The model is executor/park.pml, checked by spin (tests/spin, suite
+ * 'model'): no task is left queued while every worker sleeps, and without
+ * either fence spin finds the lost wake-up (C11/ARM; on x86 glibc's locked
+ * unlock and RMWs already drain the store buffer).
  *
  * Thread: any; park_worker and idle_worker by the worker itself.
  */
