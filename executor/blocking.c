@@ -23,6 +23,9 @@
  * starvation_ns, it takes the core of a worker that has been inside one
  * task all along and gives it to a spare. It sleeps untimed while a core
  * is idle (an idle pool costs no CPU); taking the last idle core wakes it.
+ * It also retries, every RETRY_NS, starting a thread that could not be
+ * started for queued work (pthread_create or its record's allocation
+ * failed), whatever starvation_ns says.
  *
  * Thread: blocking enter/exit and wait_for_core on the worker itself; the
  * monitor on its own thread.
@@ -181,6 +184,38 @@ FERRY_API void ferry_blocking_end(void)
 
 /* ---- the monitor ---- */
 
+enum { RETRY_NS = 10000000 }; /* 10 ms between thread-start retries */
+
+void ferry__monitor_retry_locked(ferry_pool *pool)
+{
+    /* A rare path: always wake the monitor (a kick only reaches it while
+     * it sleeps untimed with the starvation check on). */
+    pool->sched.spawn_retry = true;
+    pool->sched.mon_sleeping = false;
+    atomic_fetch_add_explicit(&pool->mon_word, 1, memory_order_relaxed);
+    ferry__futex_wake(&pool->mon_word, 1);
+}
+
+/* Start a worker for queued work that one failed to start for. A new
+ * failure sets spawn_retry again. Only while the pool is open: shutdown
+ * raises the state before it takes sched.lock to wake the idle workers, so
+ * a thread started here is counted in `alive` before anyone waits for it. */
+static void retry_spawn(ferry_pool *pool)
+{
+    struct ferry__sched *s = &pool->sched;
+    pthread_mutex_lock(&s->lock);
+    s->spawn_retry = false;
+    struct ferry__core *c = NULL;
+    if (ferry__pool_state(pool) == FERRY__POOL_OPEN &&
+        ferry__work_visible(pool))
+        c = ferry__core_get_locked(pool, true);
+    if (c == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    (void)ferry__start_worker_locked(pool, c, false); /* unlocks */
+}
+
 void ferry__monitor_kick_locked(ferry_pool *pool)
 {
     if (!pool->sched.mon_sleeping)
@@ -264,17 +299,22 @@ static void *monitor_main(void *arg)
             pthread_mutex_unlock(&s->lock);
             break;
         }
-        bool untimed =
-            !enabled ||
-            atomic_load_explicit(&s->nidle_cores, memory_order_relaxed) != 0;
-        s->mon_sleeping = enabled && untimed;
+        bool starve =
+            enabled &&
+            atomic_load_explicit(&s->nidle_cores, memory_order_relaxed) == 0;
+        bool retry = s->spawn_retry;
+        s->mon_sleeping = enabled && !starve && !retry;
         uint32_t seen =
             atomic_load_explicit(&pool->mon_word, memory_order_relaxed);
         pthread_mutex_unlock(&s->lock);
+        uint64_t wait =
+            retry && (!starve || RETRY_NS < period) ? RETRY_NS : period;
         /* A kick after the unlock changes mon_word, so the wait returns. */
         ferry__futex_wait(&pool->mon_word, seen,
-                          untimed ? 0 : ferry__now_ns() + period);
-        if (!untimed)
+                          starve || retry ? ferry__now_ns() + wait : 0);
+        if (retry)
+            retry_spawn(pool);
+        if (starve)
             check_starvation(pool);
         else
             pool->mon_since_ns = ferry__now_ns();
