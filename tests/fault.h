@@ -23,18 +23,18 @@
  *   FAULT_THREAD   pthread_create returns EAGAIN
  *   FAULT_EVENTFD  -1, EMFILE
  *   FAULT_EPOLL    epoll_create1: -1, ENFILE
- *   FAULT_CTL      epoll_ctl ADD and MOD only (DEL cannot run out of
- *                  memory): -1, fault_ctl_errno (ENOMEM by default; ENOSPC
- *                  is the other one the kernel gives, max_user_watches)
- *   FAULT_WRITE    a write to an eventfd registered with fault_watch_fd:
- *                  the genuine EAGAIN. The wrapper first fills the
- *                  counter to its maximum (read it, write 0xff..fe), then
- *                  makes the caller's real write, which the kernel refuses
- *                  with EAGAIN because the counter would overflow; that
- *                  is the only way an eventfd write in non-blocking mode
- *                  fails with EAGAIN, and it leaves the fd readable. (If
- *                  the loop drains the counter in between, the write
- *                  succeeds: counted in fault_eagain_missed.)
+ *   FAULT_CTL      epoll_ctl ADD only, the one that allocates (MOD and DEL
+ *                  cannot run out of memory or watches): -1,
+ *                  fault_ctl_errno (ENOMEM by default; ENOSPC is the other
+ *                  one the kernel gives, at max_user_watches)
+ *   FAULT_WRITE    a write to an eventfd registered with fault_watch_fd
+ *                  fails as the kernel fails it: the counter is filled to
+ *                  its maximum (read it, write 0xff..fe) and the caller's
+ *                  write returns -1, EAGAIN, because adding to a full
+ *                  counter would overflow. That is the only way a write to
+ *                  a non-blocking eventfd fails with EAGAIN, and it leaves
+ *                  the fd readable. (Making the real write instead would
+ *                  race the loop's read of the filled counter.)
  *
  * The wrappers are async-signal-unsafe and do not allocate. cmocka asserts
  * stay on the test thread (STYLE.md point 20): the wrappers only count.
@@ -69,8 +69,7 @@ static _Atomic unsigned fault_fired;   /* kind of the call that failed */
 static _Atomic bool fault_any_thread;  /* count every thread's calls */
 static _Thread_local bool fault_armer; /* this thread armed */
 static int fault_ctl_errno = ENOMEM;
-static _Atomic long fault_eagain;        /* genuine EAGAINs produced */
-static _Atomic long fault_eagain_missed; /* counter drained in between */
+static _Atomic long fault_eagain; /* eventfd writes failed with EAGAIN */
 
 enum { FAULT_MAX_FDS = 8 };
 static _Atomic int fault_fds[FAULT_MAX_FDS]; /* eventfds to fail writes on,
@@ -221,7 +220,7 @@ int __wrap_epoll_create1(int flags)
 
 int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-    if (op != EPOLL_CTL_DEL && fault_hit(FAULT_CTL)) {
+    if (op == EPOLL_CTL_ADD && fault_hit(FAULT_CTL)) {
         errno = fault_ctl_errno;
         return -1;
     }
@@ -233,17 +232,14 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
     if (n != sizeof(uint64_t) || !fault_watched(fd) || !fault_hit(FAULT_WRITE))
         return __real_write(fd, buf, n);
     /* Fill the counter: drain what is there (non-blocking), then add the
-     * maximum, 0xfffffffffffffffe. */
+     * maximum, 0xfffffffffffffffe; our write would now overflow it. */
     uint64_t v;
     (void)!read(fd, &v, sizeof v);
     v = UINT64_MAX - 1;
     (void)!__real_write(fd, &v, sizeof v);
-    ssize_t rc = __real_write(fd, buf, n);
-    if (rc < 0 && errno == EAGAIN)
-        atomic_fetch_add(&fault_eagain, 1);
-    else
-        atomic_fetch_add(&fault_eagain_missed, 1);
-    return rc;
+    atomic_fetch_add(&fault_eagain, 1);
+    errno = EAGAIN;
+    return -1;
 }
 
 #endif /* FERRY_TEST_FAULT_H */
