@@ -34,7 +34,7 @@
  *
  * Counts come from the environment: FERRY_RACE_CLOSE, _POOL, _PROMISE,
  * _WAIT, _FORK (iterations) and FERRY_RACE_SECONDS (a time box per race,
- * default 30; a race that runs out of time stops early and says so). The
+ * default 60; a race that runs out of time stops early and says so). The
  * iteration counts are printed. Helper threads count into atomics; only
  * the test thread asserts (STYLE.md point 20).
  */
@@ -54,7 +54,7 @@ static long env_long(const char *name, long dflt)
 
 static uint64_t seconds_ns(void)
 {
-    return (uint64_t)env_long("FERRY_RACE_SECONDS", 30) * 1000000000u;
+    return (uint64_t)env_long("FERRY_RACE_SECONDS", 60) * 1000000000u;
 }
 
 /* xorshift32, one state per thread */
@@ -91,7 +91,7 @@ static long time_boxed(const char *name, long want, bool (*one)(long i))
 
 /* ---- close, free and stop racing threadsafe posts ---- */
 
-enum { POSTERS = 4, POSTS_MAX = 1000 };
+enum { POSTERS = 4, POSTS_MAX = 500 };
 
 struct close_race {
     ferry_loop *loop;
