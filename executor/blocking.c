@@ -37,6 +37,9 @@
  * starvation_ns, it takes the core of a worker that has been inside one
  * task all along and gives it to a spare. It sleeps untimed when neither
  * applies (an idle pool costs no CPU); taking the last idle core wakes it.
+ * It also retries, every RETRY_NS, starting a thread that could not be
+ * started for queued work (pthread_create or its record's allocation
+ * failed), whatever starvation_ns says.
  *
  * Thread: blocking enter/exit and wait_for_core on the worker itself; the
  * monitor on its own thread; ferry__want_retake on any.
@@ -205,6 +208,38 @@ enum {
     FAST_MIN_NS = 50000,   /* retake poll while blocked cores hold work */
     FAST_MAX_NS = 1000000, /* backed off to this while none is retaken */
 };
+
+enum { RETRY_NS = 10000000 }; /* 10 ms between thread-start retries */
+
+void ferry__monitor_retry_locked(ferry_pool *pool)
+{
+    /* A rare path: always wake the monitor (a kick only reaches it while
+     * it sleeps untimed with the starvation check on). */
+    pool->sched.spawn_retry = true;
+    pool->sched.mon_sleeping = false;
+    atomic_fetch_add_explicit(&pool->mon_word, 1, memory_order_relaxed);
+    ferry__futex_wake(&pool->mon_word, 1);
+}
+
+/* Start a worker for queued work that one failed to start for. A new
+ * failure sets spawn_retry again. Only while the pool is open: shutdown
+ * raises the state before it takes sched.lock to wake the idle workers, so
+ * a thread started here is counted in `alive` before anyone waits for it. */
+static void retry_spawn(ferry_pool *pool)
+{
+    struct ferry__sched *s = &pool->sched;
+    pthread_mutex_lock(&s->lock);
+    s->spawn_retry = false;
+    struct ferry__core *c = NULL;
+    if (ferry__pool_state(pool) == FERRY__POOL_OPEN &&
+        ferry__work_visible(pool))
+        c = ferry__core_get_locked(pool);
+    if (c == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    (void)ferry__start_worker_locked(pool, c, false); /* unlocks */
+}
 
 void ferry__monitor_kick_locked(ferry_pool *pool)
 {
@@ -379,14 +414,19 @@ static void *monitor_main(void *arg)
         bool fast = atomic_load_explicit(&pool->mon_fast, memory_order_relaxed);
         bool slow = enabled && atomic_load_explicit(&s->nidle_cores,
                                                     memory_order_relaxed) == 0;
-        s->mon_sleeping = enabled && !slow;
+        bool retry = s->spawn_retry;
+        s->mon_sleeping = enabled && !slow && !retry;
         uint32_t seen =
             atomic_load_explicit(&pool->mon_word, memory_order_relaxed);
         pthread_mutex_unlock(&s->lock);
         uint64_t now = ferry__now_ns();
         uint64_t deadline = fast ? now + fast_ns : slow ? now + period : 0;
+        if (retry && (deadline == 0 || now + RETRY_NS < deadline))
+            deadline = now + RETRY_NS;
         /* A kick after our read of mon_word makes the wait return. */
         ferry__futex_wait(&pool->mon_word, seen, deadline);
+        if (retry)
+            retry_spawn(pool);
         if (fast) {
             fast_ns = retake_blocked(pool)        ? FAST_MIN_NS
                       : fast_ns * 2 < FAST_MAX_NS ? fast_ns * 2

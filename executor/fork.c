@@ -60,6 +60,7 @@ static void reset_sched(ferry_pool *pool)
     s->nthreads = 0;
     s->nslots = 0;
     s->mon_sleeping = false;
+    s->spawn_retry = false;
     atomic_store_explicit(&s->nidle_cores, 0, memory_order_relaxed);
     atomic_store_explicit(&s->nwanters, 0, memory_order_relaxed);
     atomic_store_explicit(&s->alive, 0, memory_order_relaxed);

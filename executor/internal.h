@@ -234,6 +234,8 @@ struct ferry__sched {
     unsigned nthreads; /* lock: live worker threads */
     unsigned nslots;   /* lock: slots ever used */
     bool mon_sleeping; /* lock: monitor waits untimed */
+    bool spawn_retry;  /* lock: a worker could not be started for queued
+                          work; the monitor retries (blocking.c) */
     /* Written under the lock, rarely (park, wake, hand-over); read without
      * it by every submit and after every task: a line of their own, away
      * from the lock word, which parking workers keep taking. */
@@ -420,6 +422,8 @@ void ferry__monitor_kick_locked(ferry_pool *pool);
 /* After a fence that follows publishing work or a BLOCKED mark: make sure
  * the monitor polls for cores blocked too long (lock-free, any thread). */
 void ferry__want_retake(ferry_pool *pool);
+/* Lock held: a thread could not be started; have the monitor retry. */
+void ferry__monitor_retry_locked(ferry_pool *pool);
 
 /* stats.c */
 void ferry__hist_add(_Atomic uint64_t *hist, uint64_t ns);

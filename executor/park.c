@@ -34,6 +34,10 @@
  * sure the monitor polls, through the same fence-then-look pairing on the
  * monitor's flag.
  *
+ * The model is executor/park.pml, checked by spin (tests/spin, suite
+ * 'model'): no task is left queued while every worker sleeps, and without
+ * either fence spin finds the lost wake-up.
+ *
  * Thread: any; park_worker and idle_worker by the worker itself.
  */
 #include <errno.h>
@@ -230,8 +234,18 @@ static int start_with_core(ferry_pool *pool, struct ferry__core *c,
         return 0;
     }
     int rc = -EAGAIN;
-    if (create && s->nthreads < pool->max_threads)
+    if (create && s->nthreads < pool->max_threads) {
         rc = ferry__worker_create_locked(pool, c, searching);
+        /* When the thread (or its record) cannot be made, the core goes
+         * back idle and nobody may come to run the work it was for: the
+         * waker's retries do not create (start_searcher), and a holder
+         * blocked on that work never returns its core. The monitor tries
+         * again until a thread starts or the work is gone (issue 6: a
+         * spare that cannot be created must not stall queued work;
+         * tests/fault_pool_new.c). */
+        if (rc != 0)
+            ferry__monitor_retry_locked(pool);
+    }
     if (rc != 0)
         ferry__core_put_locked(pool, c);
     pthread_mutex_unlock(&s->lock);

@@ -468,6 +468,21 @@ FERRY_API int ferry_loop_after_fork(ferry_loop *loop)
         loop->efd = old_efd;
         return rc;
     }
+    /* Register the child's watchers in the new instance before anything
+     * is committed. Done last (after the loop was marked rebuilt), a
+     * failure (ENOMEM, ENOSPC) returned an error while the loop was no
+     * longer stale: the watchers that missed it never fired, and calling
+     * again returned -EALREADY (tests/test_loop_fault.c). Now the new fds
+     * go, the loop stays inherited and intact, and the call can be
+     * repeated. */
+    rc = ferry__io_reregister(loop);
+    if (rc < 0) {
+        ferry__poller_term(&loop->poller);
+        ferry__wakeup_term(loop);
+        loop->poller = old_poller;
+        loop->efd = old_efd;
+        return rc;
+    }
     ferry__poller_term(&old_poller);
     close(old_efd);
     atomic_store_explicit(&loop->polling, 0, memory_order_relaxed);
@@ -483,5 +498,5 @@ FERRY_API int ferry_loop_after_fork(ferry_loop *loop)
     loop->owner = pthread_self();
     loop->pid = getpid();
     loop->fork_gen = ferry__fork_gen();
-    return ferry__io_reregister(loop);
+    return 0;
 }

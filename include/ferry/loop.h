@@ -81,8 +81,9 @@ struct ferry_loop_stats {
  * Create a loop owned by the calling thread.
  *
  * Returns: 0, -EINVAL (out is NULL), -ENOMEM, or the negative errno of
- *          epoll_create1/eventfd (-EMFILE, -ENFILE). On error *out is
- *          untouched and nothing leaks.
+ *          epoll_create1/eventfd/epoll_ctl (-EMFILE, -ENFILE, -ENOSPC: the
+ *          user's epoll watch limit). On error *out is untouched and
+ *          nothing leaks.
  * Ownership: *out holds the creator's reference; drop it with
  *          ferry_loop_free.
  * Thread: any; the caller becomes the owner thread.
@@ -291,7 +292,10 @@ FERRY_API void ferry_handle_unref(ferry_handle *h);
  * earlier callback of the same batch never fires.
  *
  * Returns: 0, -EINVAL (bad fd, NULL cb, or an fd epoll cannot watch such as
- *          a regular file), -EBADF, -ENOMEM, -EPERM, -ESHUTDOWN, -ECHILD.
+ *          a regular file), -EBADF, -ENOMEM, -ENOSPC (the user's epoll
+ *          watch limit, /proc/sys/fs/epoll/max_user_watches), -EPERM,
+ *          -ESHUTDOWN, -ECHILD. On error nothing changed: a watcher the
+ *          fd already had stays registered, and dispose is not called.
  * Thread: owner.
  */
 FERRY_API int ferry_add_reader(ferry_loop *loop, int fd, ferry_cb *cb,
@@ -369,7 +373,10 @@ FERRY_API int ferry_loop_stats(const ferry_loop *loop,
  * Timers and ready callbacks of the loop are kept.
  *
  * Returns: 0, -EINVAL, -EALREADY (not inherited: nothing to do), -ENOMEM,
- *          -EMFILE/-ENFILE.
+ *          -EMFILE/-ENFILE, -ENOSPC (a watcher could not be registered).
+ *          On error the loop is left as it was, still inherited (-ECHILD
+ *          from its other calls): the call may be repeated, or the loop
+ *          freed.
  * Thread: the child's thread that called fork() becomes the owner.
  */
 FERRY_API int ferry_loop_after_fork(ferry_loop *loop);
