@@ -22,6 +22,7 @@
  *
  * Helper threads and tasks count into atomics; the test thread asserts.
  */
+#include <poll.h>
 #include <string.h>
 
 #include "common/base.h"
@@ -36,7 +37,13 @@ static long env_long(const char *name, long dflt)
 }
 
 enum { MAX_OPS = 256, FOREIGN = 2 };
-#define SLEEP_NS 2000000000u /* a loop sleep that long is a lost wake-up */
+/* A loop sleep that long with work outstanding is a lost wake-up (the
+ * worst seen natively is about 10 ms; valgrind's setup raises it). */
+static uint64_t sleep_bound_ns(void)
+{
+    return (uint64_t)env_long("FERRY_FAULT_STALL_MS", 2000) * 1000000u;
+}
+#define SLEEP_NS sleep_bound_ns()
 
 struct load {
     ferry_loop *loop;
@@ -110,8 +117,18 @@ static void *foreign_main(void *arg)
         }
         atomic_fetch_add(&l->ts_accepted, 1);
         void *v = NULL;
-        if (ferry_future_wait(f, 10000000000) != 0 ||
-            ferry_future_result(f, &v) != 0 || v != &fo->self[i])
+        /* 5 loop sleep bounds: the loop sees the request by then */
+        int wrc = ferry_future_wait(f, (int64_t)(5 * SLEEP_NS));
+        if (wrc != 0) {
+            struct pollfd pfd = {.fd = l->loop->efd, .events = POLLIN};
+            fprintf(stderr,
+                    "foreign wait %d: done %d; loop polling %d pending %d "
+                    "inbox %d eventfd readable %d\n",
+                    wrc, ferry_future_done(f), atomic_load(&l->loop->polling),
+                    atomic_load(&l->loop->wake_pending),
+                    ferry__inbox_nonempty(l->loop), poll(&pfd, 1, 0));
+        }
+        if (wrc != 0 || ferry_future_result(f, &v) != 0 || v != &fo->self[i])
             atomic_fetch_add(&l->ts_bad, 1);
         ferry_future_unref(f);
     }
@@ -187,11 +204,35 @@ static unsigned run_load(long n, long ops, long *stalls, struct load *out)
         }
     }
     uint64_t start = ferry__now_ns();
-    while (!all_done(&l) && ferry__now_ns() - start < 60000000000u) {
+    while (!all_done(&l) && ferry__now_ns() - start < 30 * SLEEP_NS) {
         uint64_t t0 = ferry__now_ns();
+        struct ferry_loop_stats ls0, ls1;
+        ferry_loop_stats(l.loop, &ls0);
         assert_int_equal(ferry_loop_run_once(l.loop, SLEEP_NS), 0);
-        if (ferry__now_ns() - t0 >= SLEEP_NS && !all_done(&l))
-            (*stalls)++;
+        ferry_loop_stats(l.loop, &ls1);
+        if (ferry__now_ns() - t0 < SLEEP_NS || all_done(&l))
+            continue;
+        (*stalls)++;
+        long off = 0, pro = 0;
+        for (long i = 0; i < l.off_accepted; i++)
+            off += !ferry_future_done(l.off[i]);
+        for (long i = 0; i < l.pr_accepted; i++)
+            pro += !ferry_future_done(l.pr[i]);
+        struct ferry_pool_stats st;
+        ferry_pool_stats(l.pool, &st);
+        print_message(
+            "stall: n %ld fired %u; foreign done %d; offloads "
+            "pending %ld, promises pending %ld; pool: threads "
+            "%u idle %u blocked %u queued %lu spares %lu; "
+            "inbox %d polling %d pending %d; this sleep drained %lu posts, %lu "
+            "wakeups written\n",
+            n, atomic_load(&fault_fired), atomic_load(&l.foreign_done), off,
+            pro, st.threads_total, st.threads_idle, st.threads_blocked,
+            (unsigned long)st.queue_depth, (unsigned long)st.spares_created,
+            ferry__inbox_nonempty(l.loop), atomic_load(&l.loop->polling),
+            atomic_load(&l.loop->wake_pending),
+            (unsigned long)(ls1.posts - ls0.posts),
+            (unsigned long)(ls1.wakeups_written - ls0.wakeups_written));
     }
     for (int i = 0; i < FOREIGN; i++)
         pthread_join(t[i], NULL);
