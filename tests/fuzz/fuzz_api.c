@@ -477,6 +477,12 @@ static struct lslot *loop_of(const struct rec *r)
     return r->ls;
 }
 
+/* With LeakSanitizer (ASan builds), FUZZ_API_LSAN_EACH=1 checks for leaks
+ * after every input (libFuzzer checks only some), to pin a leak on the
+ * input that made it. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+static bool lsan_each;
+
 static int count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -1386,7 +1392,54 @@ static struct lslot *pick_loop(uint8_t a)
     return ls->loop != NULL ? ls : NULL;
 }
 
-/* ---- the instructions ---- */
+/* ---- the instructions ----
+ *
+ * [op, a, b, c]; a usually picks the object (a loop slot, a future...),
+ * b and c the variant. "helper" means the call is made from the helper
+ * thread; "wrong thread" an owner-only call from there (-EPERM).
+ *   loop_new            a slot, b options (max_events 1-3)
+ *   run_once            timeout 0, 50 us, 1 ms, or -1 after a self-post;
+ *                       wrong thread
+ *   run_forever         stopped first, or by a callback
+ *   stop, close, free   from the owner or the helper (wrong thread)
+ *   call_soon           handle kept or not, dispose or not, callback
+ *                       action, NULL cb; wrong thread
+ *   call_later          delays 0..1 s, call_at, negative; wrong thread
+ *   post                call_soon_threadsafe from this thread or the helper
+ *   handle_cancel       owner (0 / -EALREADY) or helper (-EPERM), also
+ *                       after the loop was freed; handle_unref
+ *   add/remove_watch    reader or writer on either socket end, fd -1, a
+ *                       closed fd, a regular file; callback drains,
+ *                       writes, removes or replaces itself
+ *   sock                write bytes, or shut a socket down (EOF)
+ *   run_in_executor     persistent, per-input or default pool, NULL fn;
+ *                       work: value / error / NULL / spin until cancelled,
+ *                       0..1 ms; wrong thread
+ *   submit_future       pool_submit_future from this thread or the helper
+ *                       (then waits, cancels)
+ *   run_threadsafe      from the loop's thread or the helper (waits,
+ *                       cancels)
+ *   promise_new/_complete/_unref
+ *                       resolve, reject, complete, invalid; from either
+ *                       thread, twice, after a cancel
+ *   future_new/_set     bound or free-standing; set_result/_error, the
+ *                       _threadsafe forms, invalid errors; from either thread
+ *   future_cancel/_wait/_result/_unref
+ *   add/remove_done     done callbacks with actions, removal
+ *   timeout, then, wrap ferry_future_timeout / _then / _wrap
+ *   run_until_complete  on futures that will complete
+ *   pool_new/_shutdown  the per-input pool: drain or cancel, timeouts,
+ *                       invalid mode, from either thread
+ *   pool_submit, task   submit / try_submit, flags, task cancel / status /
+ *                       unref from either thread
+ *   group               fork-join on a pool
+ *   shutdown_default    ferry_loop_shutdown_default_executor
+ *   loop_misc           loop_fd (embedding), loop_timeout, slow-callback
+ *                       hook, after_fork (-EALREADY), "Thread: any"
+ *                       queries and every wrong-thread call from the helper
+ *   invalid             40 calls with NULL or bad arguments
+ *   helper_sync         wait for the helper's queue to drain
+ */
 
 enum op {
     OP_LOOP_NEW,
@@ -3069,16 +3122,22 @@ static void finish(void)
 
 /* ---- set-up ---- */
 
-static void init_once(void)
+/*
+ * Every RECYCLE_EVERY inputs the persistent pool and the default pool are
+ * freed (every thread joined) and made afresh. A retired spare stays
+ * unjoined until its slot is reused, and ASan's thread registry keeps it
+ * under its kernel tid; this machine's pid_max is 32768, so after a few
+ * thousand inputs the kernel hands that tid to a new thread, LSan's lookup
+ * by tid finds the dead one first, skips the live thread's stack and TLS,
+ * and reports the blocks it holds as leaked (seen: a 64-byte task block at
+ * the head of a live worker's block cache). Recycling keeps every
+ * unjoined thread far younger than a tid wrap-around.
+ */
+#define RECYCLE_EVERY 256
+static unsigned long inputs_run;
+
+static void new_persistent_pool(void)
 {
-    if (initialised)
-        return;
-    initialised = true;
-    main_thread = pthread_self();
-    trace = getenv("FUZZ_API_TRACE") != NULL;
-    FZ_CHECK(fcntl(NOT_AN_FD, F_GETFD) < 0, "fd %d is open", NOT_AN_FD);
-    regular_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    FZ_CHECK(regular_fd >= 0, "open /proc/self/exe");
     struct ferry_pool_opts o = {
         .threads = 2,
         .max_threads = 4,
@@ -3087,6 +3146,35 @@ static void init_once(void)
         .name_prefix = "fz-p",
     };
     CHECK_RC(ferry_pool_new(&persistent_pool, &o), DOC_POOL_NEW, 0);
+}
+
+static void shut_default_pool(void)
+{
+    ferry_loop *l;
+    CHECK_RC(ferry_loop_new(&l, NULL), DOC_LOOP_NEW, 0);
+    CHECK_RC(ferry_loop_shutdown_default_executor(l, -1), DOC_SHUT_DEFAULT, 0);
+    CHECK_RC(ferry_loop_free(l), DOC_LOOP_FREE, 0);
+}
+
+static void recycle_pools(void)
+{
+    CHECK_RC(ferry_pool_free(persistent_pool), DOC_POOL_FREE, 0);
+    new_persistent_pool();
+    shut_default_pool();
+}
+
+static void init_once(void)
+{
+    if (initialised)
+        return;
+    initialised = true;
+    main_thread = pthread_self();
+    trace = getenv("FUZZ_API_TRACE") != NULL;
+    lsan_each = getenv("FUZZ_API_LSAN_EACH") != NULL;
+    FZ_CHECK(fcntl(NOT_AN_FD, F_GETFD) < 0, "fd %d is open", NOT_AN_FD);
+    regular_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    FZ_CHECK(regular_fd >= 0, "open /proc/self/exe");
+    new_persistent_pool();
     FZ_CHECK(pthread_create(&H.thread, NULL, helper_main, NULL) == 0,
              "pthread_create");
 }
@@ -3114,6 +3202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     finish();
     free(C);
     C = NULL;
+    if (++inputs_run % RECYCLE_EVERY == 0)
+        recycle_pools();
+    if (lsan_each && __lsan_do_recoverable_leak_check != NULL)
+        FZ_CHECK(__lsan_do_recoverable_leak_check() == 0, "leaked");
     return 0;
 }
 
@@ -3128,11 +3220,7 @@ void fuzz_api_teardown(void)
     pthread_join(H.thread, NULL);
     CHECK_RC(ferry_pool_free(persistent_pool), DOC_POOL_FREE, 0);
     persistent_pool = NULL;
-    /* The default pool, if a program made one: drain and free it. */
-    ferry_loop *l;
-    CHECK_RC(ferry_loop_new(&l, NULL), DOC_LOOP_NEW, 0);
-    CHECK_RC(ferry_loop_shutdown_default_executor(l, -1), DOC_SHUT_DEFAULT, 0);
-    CHECK_RC(ferry_loop_free(l), DOC_LOOP_FREE, 0);
+    shut_default_pool(); /* if a program made one: drain and free it */
     close(regular_fd);
     if (trace)
         for (int i = 0; i < OP_COUNT; i++)
