@@ -71,7 +71,8 @@ static inline void spin(unsigned iters)
 {
     volatile unsigned x = 0;
     for (unsigned i = 0; i < iters; i++)
-        x += i;
+        x = x + i;
+    (void)x; /* clang: set but not used */
 }
 
 /* A gate that blocks a worker until the test opens it. */
