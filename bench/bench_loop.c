@@ -84,8 +84,7 @@ static double run_call_later(long n)
     long ran = 0;
     uint64_t t0 = now_ns();
     for (long i = 0; i < n; i++)
-        ferry_call_later(loop, (int64_t)(i % 1000), count_cb, &ran, NULL,
-                         NULL);
+        ferry_call_later(loop, (int64_t)(i % 1000), count_cb, &ran, NULL, NULL);
     while (ran < n)
         ferry_loop_run_once(loop, -1);
     uint64_t dt = now_ns() - t0;
