@@ -110,7 +110,11 @@ static void test_bridge_zero_malloc_per_offload(void **state)
 {
     (void)state;
 #if defined(__SANITIZE_ADDRESS__)
-    skip(); /* the caches are bypassed under ASan */
+    skip(); /* the caches are bypassed under ASan (gcc) */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    skip(); /* ... and clang */
+#endif
 #endif
     if (RUNNING_ON_VALGRIND)
         skip(); /* one thread at a time: blocks cross threads differently */
