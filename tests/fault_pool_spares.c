@@ -2,13 +2,13 @@
  * tests/fault_pool_spares.c: fault injection on the pool's lifecycle (STYLE.md
  * point 22, issue 6 section 3), through the wrappers of tests/fault.h.
  *
- * 1. ferry_pool_new: the N-th allocation or pthread_create made on the test
- *    thread fails, for N = 1, 2, ... until ferry_pool_new succeeds. Each
- *    failure must return the documented error (-ENOMEM for an allocation,
- *    -EAGAIN for pthread_create), leave *out untouched, join every thread
- *    it started (checked in /proc/self/task) and leak nothing (LSan under
- *    ASan, and valgrind, which run this executable in the unit suite).
- *    Only the test thread's calls count: the pool's threads allocate
+ * 1. ferry_pool_new (in tests/fault_pool_new.c): the N-th allocation or
+ * pthread_create made on the test thread fails, for N = 1, 2, ... until
+ * ferry_pool_new succeeds. Each failure must return the documented error
+ * (-ENOMEM for an allocation, -EAGAIN for pthread_create), leave *out
+ * untouched, join every thread it started (checked in /proc/self/task) and leak
+ * nothing (LSan under ASan, and valgrind, which run this executable in the unit
+ * suite). Only the test thread's calls count: the pool's threads allocate
  *    nothing while idle, and counting them would make N nondeterministic.
  * 2. Spare growth: a spare that cannot be created must not stall queued
  *    work. A blocking task holds the pool's only core and waits for a CPU
@@ -49,79 +49,6 @@ static void sleep_us(long us)
     struct timespec ts = {.tv_sec = us / 1000000,
                           .tv_nsec = us % 1000000 * 1000};
     nanosleep(&ts, NULL);
-}
-
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* The thread count once it is back to want, or after a second. A joined
- * thread can still be listed for a moment: pthread_join returns when the
- * kernel clears its tid, slightly before the task leaves the group. */
-static int settled_threads(int want)
-{
-    int n = count_threads();
-    for (int i = 0; i < 1000 && n != want; i++) {
-        sleep_us(1000);
-        n = count_threads();
-    }
-    return n;
-}
-
-/* ---- 1. ferry_pool_new ---- */
-
-static void run_fault_loop(const struct ferry_pool_opts *opts)
-{
-    /* Warm up first: sanitizer runtimes start helper threads on the first
-     * pthread_create, which must not count against the pool. */
-    ferry_pool *warm = NULL;
-    assert_int_equal(ferry_pool_new(&warm, opts), 0);
-    assert_int_equal(ferry_pool_free(warm), 0);
-    int base = count_threads();
-    long n;
-    int allocs = 0, creates = 0;
-    for (n = 1; n < 10000; n++) {
-        ferry_pool *pool = (ferry_pool *)(uintptr_t)0x1;
-        fault_arm(FAULT_ALLOC | FAULT_THREAD, n, false);
-        int rc = ferry_pool_new(&pool, opts);
-        unsigned fired = fault_disarm();
-        if (rc == 0) {
-            assert_int_equal(fired, 0); /* nothing left to fail */
-            assert_int_equal(ferry_pool_free(pool), 0);
-            break;
-        }
-        /* The documented error for what failed, *out untouched. */
-        assert_int_equal(rc, fired == FAULT_THREAD ? -EAGAIN : -ENOMEM);
-        assert_ptr_equal(pool, (ferry_pool *)(uintptr_t)0x1);
-        assert_int_equal(settled_threads(base), base); /* all joined */
-        allocs += fired == FAULT_ALLOC;
-        creates += fired == FAULT_THREAD;
-    }
-    assert_true(n < 10000);
-    /* Every kind of failure point was reached. */
-    assert_true(allocs >= 4);
-    assert_true(creates >= 2);
-    print_message("ferry_pool_new: %d allocation and %d pthread_create "
-                  "failure points, success at call %ld\n",
-                  allocs, creates, n);
-}
-
-static void test_fault_pool_new_every_call(void **state)
-{
-    (void)state;
-    struct ferry_pool_opts o = {.threads = 2};
-    run_fault_loop(&o);
-    o = (struct ferry_pool_opts){.threads = 1, .stack_size = 1u << 20};
-    run_fault_loop(&o);
 }
 
 /* ---- 2. a spare that cannot start ---- */
@@ -273,7 +200,6 @@ static void test_fault_spare_growth_every_call(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fault_pool_new_every_call),
         cmocka_unit_test(test_fault_spare_create_fails_queued_work_runs),
         cmocka_unit_test(test_fault_spare_growth_every_call),
     };
