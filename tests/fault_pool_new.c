@@ -22,13 +22,22 @@
  *    no fault; every run must finish with every task run exactly once.
  *    A submit that fails (-ENOMEM) is retried by the test: accepted work
  *    is counted, refused work is not.
+ * 4. ferry_pool_after_fork in a child, the N-th allocation or
+ *    pthread_create failing (one fork per N): a failure leaves the pool
+ *    either inherited (-ECHILD; -ENOMEM before anything changed), and the
+ *    call can be repeated, or shut down (-ESHUTDOWN; it could not start
+ *    its threads) and freeable; success runs the child's tasks. The child
+ *    reports through its exit status. (Not under TSan, which cannot start
+ *    threads in the child of a multithreaded process: test_pool_fork.c.)
  */
 #include <dirent.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -270,12 +279,92 @@ static void test_fault_spare_growth_every_call(void **state)
                   points[0], points[1], refused);
 }
 
+/* ---- 4. after_fork ---- */
+
+static ferry_pool *fpool; /* static: the child's _exit leaves it reachable */
+static _Atomic int child_ran;
+
+static void child_task(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&child_ran, 1);
+}
+
+enum { CHILD_NOFAULT = 100 }; /* exit status: ran without a fault */
+
+static int after_fork_child(long n)
+{
+    int bad = 0;
+    fault_arm(FAULT_ALLOC | FAULT_THREAD, n, false);
+    int rc = ferry_pool_after_fork(fpool);
+    unsigned fired = fault_disarm();
+    if (rc == -ENOMEM || rc == -EAGAIN) {
+        if (fired != (rc == -ENOMEM ? FAULT_ALLOC : FAULT_THREAD))
+            bad |= 1;
+        int sub = ferry_pool_submit(fpool, child_task, NULL, 0, NULL);
+        if (sub == -ESHUTDOWN) {
+            /* Shut down, every started thread joined: it frees. */
+            if (ferry_pool_free(fpool) != 0)
+                bad |= 8;
+            return bad;
+        }
+        /* Still inherited (only before anything changed): repeat. */
+        if (sub != -ECHILD || rc != -ENOMEM)
+            bad |= 2;
+        rc = ferry_pool_after_fork(fpool);
+    } else if (rc != 0) {
+        return bad | 16;
+    }
+    if (rc != 0)
+        return bad | 32;
+    for (int i = 0; i < 8; i++)
+        if (ferry_pool_submit(fpool, child_task, NULL, 0, NULL) != 0)
+            bad |= 64;
+    if (ferry_pool_shutdown(fpool, FERRY_DRAIN, -1, NULL) != 0 ||
+        atomic_load(&child_ran) != 8)
+        bad |= 64;
+    if (ferry_pool_free(fpool) != 0)
+        bad |= 8;
+    return bad != 0 ? bad : fired == 0 ? CHILD_NOFAULT : 0;
+}
+
+static void test_fault_pool_after_fork_every_call(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    skip();
+#endif
+    struct ferry_pool_opts o = {.threads = 2};
+    assert_int_equal(ferry_pool_new(&fpool, &o), 0);
+    int points = 0;
+    long n;
+    for (n = 1; n < 100; n++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(after_fork_child(n));
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st) == CHILD_NOFAULT)
+            break;
+        assert_int_equal(WEXITSTATUS(st), 0);
+        points++;
+    }
+    assert_true(n < 100);
+    assert_true(points >= 3); /* stale list, two threads, the monitor */
+    assert_int_equal(ferry_pool_free(fpool), 0);
+    print_message("ferry_pool_after_fork: %d failure points\n", points);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fault_pool_new_every_call),
         cmocka_unit_test(test_fault_spare_create_fails_queued_work_runs),
         cmocka_unit_test(test_fault_spare_growth_every_call),
+        cmocka_unit_test(test_fault_pool_after_fork_every_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -328,8 +328,13 @@ FERRY_API int ferry_pool_stats(ferry_pool *pool, struct ferry_pool_stats *out);
  * down stays shut down (and gets no workers).
  *
  * Returns: 0, -EINVAL (NULL, or not a child: the pool is not stale),
- *          -ENOMEM, -EAGAIN (pthread_create failed: the pool is then shut
- *          down, with every started thread joined; free it).
+ *          -ENOMEM, -EAGAIN. On error the pool is in one of two states:
+ *          still inherited, when the allocation of the list that keeps the
+ *          parent's worker records failed (-ENOMEM; nothing changed, calls
+ *          answer -ECHILD): repeat the call; or rebuilt but unable to start
+ *          its threads (-EAGAIN from pthread_create, -ENOMEM from a worker
+ *          record): shut down, with every started thread joined (submits
+ *          answer -ESHUTDOWN): free it.
  * Thread: the child's thread, while no other thread uses the pool.
  */
 FERRY_API int ferry_pool_after_fork(ferry_pool *pool);
