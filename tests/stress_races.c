@@ -74,6 +74,22 @@ static void spin(unsigned n)
         ;
 }
 
+/* Where to strike: after a random delay, or (every other time) once the
+ * other threads have made a random amount of progress (*done, out of
+ * span), so that slow thread starts under the sanitizers do not make
+ * every strike land before the race began. */
+static void race_point(unsigned *seed, _Atomic long *done, long span)
+{
+    if (rnd(seed) % 2 == 0) {
+        spin(rnd(seed) % 20000);
+        return;
+    }
+    long target = (long)(rnd(seed) % (unsigned)span);
+    uint64_t end = ferry__now_ns() + 2000000000u;
+    while (atomic_load(done) < target && ferry__now_ns() < end)
+        sched_yield();
+}
+
 /* Run a race until `want` iterations or the time box; print and check. */
 static long time_boxed(const char *name, long want, bool (*one)(long i))
 {
@@ -172,7 +188,7 @@ static bool close_one(long it)
         else
             assert_int_equal(ferry_loop_run_once(r.loop, 0), 0);
     }
-    spin(rnd(&seed) % 20000);
+    race_point(&seed, &r.accepted, POSTERS * POSTS_MAX);
     if (mode == 1) {
         /* The posters' references keep the memory; the last one frees it
          * (ASan would see a use after free). */
@@ -215,7 +231,7 @@ static void test_race_close_free_stop_vs_threadsafe_posts(void **state)
 
 /* ---- pool shutdown racing submits and cancels ---- */
 
-enum { PR_SUBMITTERS = 2, PR_MAX = 4096 };
+enum { PR_SUBMITTERS = 2, PR_EACH = 400, PR_MAX = 4096 };
 
 struct pool_race {
     ferry_pool *pool;
@@ -265,8 +281,10 @@ static void *pr_submitter(void *arg)
 {
     (void)arg;
     while (!atomic_load(&pr.go))
-        ;
-    while (!atomic_load(&pr.stop)) {
+        sched_yield();
+    /* Bounded, so an iteration costs little when the shutdown comes late;
+     * PR_EACH submits take longer than the shutdown's random delay. */
+    for (int k = 0; k < PR_EACH && !atomic_load(&pr.stop); k++) {
         int rc = pr_submit();
         if (rc == -ESHUTDOWN) {
             atomic_fetch_add(&pr.refused, 1);
@@ -286,7 +304,7 @@ static void *pr_canceller(void *arg)
 {
     unsigned seed = (unsigned)(uintptr_t)arg | 1u;
     while (!atomic_load(&pr.go))
-        ;
+        sched_yield();
     while (!atomic_load(&pr.stop)) {
         long n = atomic_load(&pr.n);
         if (n > PR_MAX)
@@ -325,7 +343,7 @@ static bool pool_one(long it)
         s[i] = spawn(pr_submitter, NULL);
     c = spawn(pr_canceller, (void *)(uintptr_t)(it + 1));
     atomic_store(&pr.go, 1);
-    spin(rnd(&seed) % 50000);
+    race_point(&seed, &pr.n, PR_SUBMITTERS * PR_EACH);
     assert_int_equal(
         ferry_pool_shutdown(pr.pool, drain ? FERRY_DRAIN : FERRY_CANCEL_PENDING,
                             -1, NULL),
@@ -468,7 +486,7 @@ static bool promise_one(long it)
     unsigned runs = rnd(&seed) % 3;
     for (unsigned i = 0; i < runs; i++)
         assert_int_equal(ferry_loop_run_once(pm.loop, 0), 0);
-    spin(rnd(&seed) % 20000);
+    race_point(&seed, &pm.made, PROMISES * RESOLVERS);
     long before = atomic_load(&pm.cb_ran);
     bool free_it = it % 2 == 1;
     if (free_it) /* the futures' references keep the memory */
