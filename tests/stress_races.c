@@ -108,15 +108,24 @@ static long time_boxed(const char *name, long want, bool (*one)(long i))
 
 /* ---- close, free and stop racing threadsafe posts ---- */
 
-enum { POSTERS = 4, POSTS_MAX = 500 };
+enum { POSTERS = 4 };
+static long posts_max; /* per poster and iteration: FERRY_RACE_POSTS */
 
+/* The posters and the stopper live across iterations (thread starts are
+ * the slow part under TSan): each iteration bumps `gen`, and each thread
+ * reports in `finished` when it is done with that iteration's loop. */
 struct close_race {
     ferry_loop *loop;
-    _Atomic int go;
-    _Atomic int stop_done; /* the stopper may quit */
+    int mode;              /* 0 close, 1 free, 2 stop + close */
+    _Atomic int stop_done; /* the stopper may finish the iteration */
     _Atomic long accepted, refused, ran, disposed, other;
     _Atomic long stops, stops_refused, stops_other;
 };
+
+static struct close_race cr;
+static _Atomic long cr_gen;     /* iteration number, published last */
+static _Atomic int cr_finished; /* threads done with this iteration */
+static _Atomic int cr_quit;
 
 static void cr_ran(void *arg)
 {
@@ -128,38 +137,60 @@ static void cr_disposed(void *arg)
     atomic_fetch_add(&((struct close_race *)arg)->disposed, 1);
 }
 
+/* Wait for the next iteration; false: quit. */
+static bool cr_next(long *seen)
+{
+    long g;
+    while ((g = atomic_load(&cr_gen)) == *seen) {
+        if (atomic_load(&cr_quit))
+            return false;
+        sched_yield();
+    }
+    *seen = g;
+    return true;
+}
+
 static void *cr_poster(void *arg)
 {
-    struct close_race *r = arg;
-    while (!atomic_load(&r->go))
-        ;
-    for (long i = 0; i < POSTS_MAX; i++) {
-        int rc = ferry_call_soon_threadsafe(r->loop, cr_ran, r, cr_disposed);
-        if (rc == 0) {
-            atomic_fetch_add(&r->accepted, 1);
-            continue;
+    (void)arg;
+    long seen = 0;
+    while (cr_next(&seen)) {
+        struct close_race *r = &cr;
+        for (long i = 0; i < posts_max; i++) {
+            int rc =
+                ferry_call_soon_threadsafe(r->loop, cr_ran, r, cr_disposed);
+            if (rc == 0) {
+                atomic_fetch_add(&r->accepted, 1);
+                continue;
+            }
+            atomic_fetch_add(rc == -ESHUTDOWN ? &r->refused : &r->other, 1);
+            break;
         }
-        atomic_fetch_add(rc == -ESHUTDOWN ? &r->refused : &r->other, 1);
-        break;
+        ferry_loop_unref(r->loop); /* may be the last reference */
+        atomic_fetch_add(&cr_finished, 1);
     }
-    ferry_loop_unref(r->loop); /* may be the last reference */
     return NULL;
 }
 
 static void *cr_stopper(void *arg)
 {
-    struct close_race *r = arg;
-    while (!atomic_load(&r->go))
-        ;
-    while (!atomic_load(&r->stop_done)) {
-        int rc = ferry_loop_stop(r->loop);
-        atomic_fetch_add(rc == 0            ? &r->stops
-                         : rc == -ESHUTDOWN ? &r->stops_refused
-                                            : &r->stops_other,
-                         1);
-        sched_yield();
+    (void)arg;
+    long seen = 0;
+    while (cr_next(&seen)) {
+        struct close_race *r = &cr;
+        if (r->mode == 2) {
+            while (!atomic_load(&r->stop_done)) {
+                int rc = ferry_loop_stop(r->loop);
+                atomic_fetch_add(rc == 0            ? &r->stops
+                                 : rc == -ESHUTDOWN ? &r->stops_refused
+                                                    : &r->stops_other,
+                                 1);
+                sched_yield();
+            }
+            ferry_loop_unref(r->loop);
+        }
+        atomic_fetch_add(&cr_finished, 1);
     }
-    ferry_loop_unref(r->loop);
     return NULL;
 }
 
@@ -168,61 +199,65 @@ static long cr_totals[4]; /* accepted, ran, disposed, refused */
 static bool close_one(long it)
 {
     static unsigned seed = 12345;
-    static struct close_race r;
-    memset(&r, 0, sizeof r);
-    assert_int_equal(ferry_loop_new(&r.loop, NULL), 0);
-    int mode = (int)(it % 3); /* 0 close, 1 free, 2 stop + close */
-    pthread_t t[POSTERS + 1];
-    for (int i = 0; i < POSTERS; i++) {
-        ferry_loop_ref(r.loop); /* each poster holds a reference */
-        t[i] = spawn(cr_poster, &r);
-    }
-    if (mode == 2) {
-        ferry_loop_ref(r.loop);
-        t[POSTERS] = spawn(cr_stopper, &r);
-    }
-    atomic_store(&r.go, 1);
+    struct close_race *r = &cr;
+    memset((void *)r, 0, sizeof *r);
+    atomic_store(&cr_finished, 0);
+    assert_int_equal(ferry_loop_new(&r->loop, NULL), 0);
+    r->mode = (int)(it % 3);
+    for (int i = 0; i < POSTERS; i++)
+        ferry_loop_ref(r->loop); /* each poster holds a reference */
+    if (r->mode == 2)
+        ferry_loop_ref(r->loop);   /* and the stopper */
+    atomic_store(&cr_gen, it + 1); /* go (seq_cst: after the above) */
     unsigned runs = rnd(&seed) % 4;
     for (unsigned i = 0; i < runs; i++) {
-        if (mode == 2)
-            assert_int_equal(ferry_loop_run_forever(r.loop), 0);
+        if (r->mode == 2)
+            assert_int_equal(ferry_loop_run_forever(r->loop), 0);
         else
-            assert_int_equal(ferry_loop_run_once(r.loop, 0), 0);
+            assert_int_equal(ferry_loop_run_once(r->loop, 0), 0);
     }
-    race_point(&seed, &r.accepted, POSTERS * POSTS_MAX);
-    if (mode == 1) {
+    race_point(&seed, &r->accepted, POSTERS * posts_max);
+    ferry_loop *loop = r->loop;
+    if (r->mode == 1) {
         /* The posters' references keep the memory; the last one frees it
          * (ASan would see a use after free). */
-        assert_int_equal(ferry_loop_free(r.loop), 0);
+        assert_int_equal(ferry_loop_free(loop), 0);
     } else {
-        assert_int_equal(ferry_loop_close(r.loop), 0);
+        assert_int_equal(ferry_loop_close(loop), 0);
     }
-    for (int i = 0; i < POSTERS; i++)
-        pthread_join(t[i], NULL);
-    if (mode == 2) {
-        atomic_store(&r.stop_done, 1);
-        pthread_join(t[POSTERS], NULL);
-        assert_int_equal(atomic_load(&r.stops_other), 0);
-    }
-    if (mode != 1)
-        assert_int_equal(ferry_loop_free(r.loop), 0);
-    assert_int_equal(atomic_load(&r.other), 0);
-    assert_true(atomic_load(&r.refused) <= POSTERS);
+    while (atomic_load(&cr_finished) < POSTERS)
+        sched_yield();
+    atomic_store(&r->stop_done, 1);
+    while (atomic_load(&cr_finished) < POSTERS + 1)
+        sched_yield();
+    assert_int_equal(atomic_load(&r->stops_other), 0);
+    if (r->mode != 1)
+        assert_int_equal(ferry_loop_free(loop), 0);
+    assert_int_equal(atomic_load(&r->other), 0);
+    assert_true(atomic_load(&r->refused) <= POSTERS);
     /* nothing lost, nothing twice */
-    assert_int_equal(atomic_load(&r.ran) + atomic_load(&r.disposed),
-                     atomic_load(&r.accepted));
-    cr_totals[0] += r.accepted;
-    cr_totals[1] += r.ran;
-    cr_totals[2] += r.disposed;
-    cr_totals[3] += r.refused;
+    assert_int_equal(atomic_load(&r->ran) + atomic_load(&r->disposed),
+                     atomic_load(&r->accepted));
+    cr_totals[0] += r->accepted;
+    cr_totals[1] += r->ran;
+    cr_totals[2] += r->disposed;
+    cr_totals[3] += r->refused;
     return true;
 }
 
 static void test_race_close_free_stop_vs_threadsafe_posts(void **state)
 {
     (void)state;
+    posts_max = env_long("FERRY_RACE_POSTS", 500);
+    pthread_t t[POSTERS + 1];
+    for (int i = 0; i < POSTERS; i++)
+        t[i] = spawn(cr_poster, NULL);
+    t[POSTERS] = spawn(cr_stopper, NULL);
     time_boxed("close/free/stop vs 4 posters",
-               env_long("FERRY_RACE_CLOSE", 3000), close_one);
+               env_long("FERRY_RACE_CLOSE", 10000), close_one);
+    atomic_store(&cr_quit, 1);
+    for (int i = 0; i <= POSTERS; i++)
+        pthread_join(t[i], NULL);
     print_message("  posts accepted %ld = ran %ld + disposed %ld; refused "
                   "%ld\n",
                   cr_totals[0], cr_totals[1], cr_totals[2], cr_totals[3]);
@@ -419,12 +454,14 @@ struct promise_race {
     ferry_loop *loop;
     ferry_promise *p[PROMISES];
     ferry_future *f[PROMISES];
-    _Atomic int go;
     _Atomic long made, disposed, wins, losses, other;
     _Atomic long cb_ran, cb_disposed;
 };
 
 static struct promise_race pm;
+static _Atomic long pm_gen; /* as cr_gen: the resolvers live on */
+static _Atomic int pm_finished;
+static _Atomic int pm_quit;
 
 static void pm_dispose(void *v)
 {
@@ -448,20 +485,27 @@ static void pm_cb_disposed(void *arg)
 static void *pm_resolver(void *arg)
 {
     (void)arg;
-    while (!atomic_load(&pm.go))
-        ;
-    for (int i = 0; i < PROMISES; i++) {
-        int *v = malloc(sizeof *v);
-        *v = i;
-        atomic_fetch_add(&pm.made, 1);
-        int rc = ferry_promise_resolve(pm.p[i], v);
-        atomic_fetch_add(rc == 0           ? &pm.wins
-                         : rc == -EALREADY ? &pm.losses
-                                           : &pm.other,
-                         1);
-        ferry_promise_unref(pm.p[i]);
+    long seen = 0;
+    for (;;) {
+        long g;
+        while ((g = atomic_load(&pm_gen)) == seen && !atomic_load(&pm_quit))
+            sched_yield();
+        if (g == seen)
+            return NULL;
+        seen = g;
+        for (int i = 0; i < PROMISES; i++) {
+            int *v = malloc(sizeof *v);
+            *v = i;
+            atomic_fetch_add(&pm.made, 1);
+            int rc = ferry_promise_resolve(pm.p[i], v);
+            atomic_fetch_add(rc == 0           ? &pm.wins
+                             : rc == -EALREADY ? &pm.losses
+                                               : &pm.other,
+                             1);
+            ferry_promise_unref(pm.p[i]);
+        }
+        atomic_fetch_add(&pm_finished, 1);
     }
-    return NULL;
 }
 
 static long pm_totals[3]; /* resolved on the loop, in the close, after */
@@ -480,10 +524,8 @@ static bool promise_one(long it)
         for (int r = 1; r < RESOLVERS; r++)
             ferry_promise_ref(pm.p[i]); /* one reference per resolver */
     }
-    pthread_t t[RESOLVERS];
-    for (int r = 0; r < RESOLVERS; r++)
-        t[r] = spawn(pm_resolver, NULL);
-    atomic_store(&pm.go, 1);
+    atomic_store(&pm_finished, 0);
+    atomic_store(&pm_gen, it + 1); /* go */
     unsigned runs = rnd(&seed) % 3;
     for (unsigned i = 0; i < runs; i++)
         assert_int_equal(ferry_loop_run_once(pm.loop, 0), 0);
@@ -494,8 +536,8 @@ static bool promise_one(long it)
         assert_int_equal(ferry_loop_free(pm.loop), 0);
     else
         assert_int_equal(ferry_loop_close(pm.loop), 0);
-    for (int r = 0; r < RESOLVERS; r++)
-        pthread_join(t[r], NULL);
+    while (atomic_load(&pm_finished) < RESOLVERS)
+        sched_yield();
     assert_int_equal(atomic_load(&pm.other), 0);
     assert_int_equal(atomic_load(&pm.wins), PROMISES);
     assert_int_equal(atomic_load(&pm.losses), PROMISES * (RESOLVERS - 1));
@@ -523,8 +565,14 @@ static bool promise_one(long it)
 static void test_race_promise_resolve_vs_loop_close(void **state)
 {
     (void)state;
+    pthread_t t[RESOLVERS];
+    for (int r = 0; r < RESOLVERS; r++)
+        t[r] = spawn(pm_resolver, NULL);
     time_boxed("promises resolved by 3 threads vs loop close/free",
-               env_long("FERRY_RACE_PROMISE", 3000), promise_one);
+               env_long("FERRY_RACE_PROMISE", 10000), promise_one);
+    atomic_store(&pm_quit, 1);
+    for (int r = 0; r < RESOLVERS; r++)
+        pthread_join(t[r], NULL);
     print_message("  done callbacks: %ld ran before the close, %ld disposed "
                   "by it\n",
                   pm_totals[0], pm_totals[1]);
