@@ -77,7 +77,8 @@ void ferry__wakeup_signal(ferry_loop *loop)
         return;
     uint64_t one = 1;
     /* EAGAIN only if the counter would overflow: the fd is readable then,
-     * so the wake-up is not lost. */
+     * so the wake-up is not lost (tests/test_loop_fault.c makes such
+     * writes fail and checks that the loop still wakes). */
     (void)!write(loop->efd, &one, sizeof one);
     atomic_fetch_add_explicit(&loop->wakeups_written, 1, memory_order_relaxed);
 }

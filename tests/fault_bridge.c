@@ -13,13 +13,18 @@
  *    error; every accepted future resolves exactly once with its value;
  *    every work function runs exactly once per accepted call (counted);
  *    the loop never sleeps through work (each sleep is bounded by 2 s, and
- *    one that lasts that long with work outstanding is a lost wake-up);
+ *    one that lasts that long with work outstanding is a lost wake-up; the
+ *    worst seen natively is about 10 ms);
  *    the loop and the pool free cleanly.
  * 2. The default pool: ferry_run_in_executor(pool = NULL) builds it on
  *    first use; the N-th allocation or pthread_create on the test thread
  *    fails until the call succeeds: -ENOMEM or -EAGAIN, nothing scheduled,
  *    and the next call builds the pool.
  *
+ * FERRY_FAULT_OPS sets the operations of each kind per run (12);
+ * FERRY_FAULT_STALL_MS the loop-sleep bound (2000; the valgrind setup
+ * raises it: valgrind runs one thread at a time). A stall or a foreign
+ * wait that times out prints the loop's and the pool's state.
  * Helper threads and tasks count into atomics; the test thread asserts.
  */
 #include <poll.h>
