@@ -131,7 +131,8 @@ struct lp {
     uint64_t lag_due;
     uint64_t lag_n;
     uint64_t lag_max;
-    uint64_t *hist; /* LAG_BUCKETS, touched at start */
+    uint64_t lag_max_at; /* loop time of the worst tick */
+    uint64_t *hist;      /* LAG_BUCKETS, touched at start */
 
     /* in flight (owner thread) */
     int offloads;
@@ -309,8 +310,10 @@ static void lag_tick(void *arg)
     uint64_t b = late / LAG_BUCKET_NS;
     l->hist[b < LAG_BUCKETS ? b : LAG_BUCKETS - 1]++;
     l->lag_n++;
-    if (late > l->lag_max)
+    if (late > l->lag_max) {
         l->lag_max = late;
+        l->lag_max_at = now;
+    }
     l->lag_due += 1000000;
     if (l->lag_due <= now) /* fell behind: measure from now on */
         l->lag_due = now + 1000000;
@@ -656,7 +659,7 @@ static void test_soak_mixed_load(void **state)
         loops[i].thread = spawn(loop_main, &loops[i]);
     pthread_t producer = spawn(producer_main, NULL);
 
-    uint64_t start = now_ns();
+    uint64_t start = now_ns(); /* the loops' clock: CLOCK_MONOTONIC */
     for (int i = 0; i < nsamples; i++) {
         uint64_t next = start + (uint64_t)(i + 1) * 100000000u;
         uint64_t now = now_ns();
@@ -710,10 +713,12 @@ static void test_soak_mixed_load(void **state)
     for (int i = 0; i < 2; i++) {
         struct lp *l = &loops[i];
         printf("soak: loop %c: lag p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, "
-               "max %.2f ms over %llu ticks; %llu iterations, %llu "
-               "callbacks, %llu posts, %llu eventfd writes\n",
+               "max %.2f ms (at t=%.1f s) over %llu ticks; %llu iterations, "
+               "%llu callbacks, %llu posts, %llu eventfd writes\n",
                'A' + i, lag_pct(l, 0.50), lag_pct(l, 0.99), lag_pct(l, 0.999),
-               (double)l->lag_max / 1e6, (unsigned long long)l->lag_n,
+               (double)l->lag_max / 1e6,
+               (double)(l->lag_max_at - l->lag_max - start) / 1e9,
+               (unsigned long long)l->lag_n,
                (unsigned long long)l->st.iterations,
                (unsigned long long)l->st.callbacks,
                (unsigned long long)l->st.posts,
