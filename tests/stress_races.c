@@ -695,7 +695,8 @@ static struct fork_race fr; /* static: a child's _exit leaves it reachable */
  * allocation (seen: the child's ferry_call_soon_threadsafe waiting in
  * SizeClassAllocator64::GetFromAllocator). That is the runtime's, not
  * ferry's, so under ASan the producer and the poster pause at a point
- * between two calls, and the pool drains, before each fork; the race with
+ * between two calls, and the pool drains and every worker parks (a worker
+ * frees a fire-and-forget task's block after its fn) before each fork; the race with
  * threads inside ferry runs in the plain and TSan builds. */
 #define FR_QUIESCE 1
 #else
@@ -712,6 +713,16 @@ static void fr_maybe_pause(void)
     while (atomic_load(&fr_pause))
         sched_yield();
     atomic_fetch_sub(&fr_paused, 1);
+}
+
+/* Every worker asleep: none is inside free() (a task's block, after its
+ * fn) when we fork. Used under ASan only, see FR_QUIESCE. */
+static bool fr_pool_asleep(void)
+{
+    struct ferry_pool_stats st;
+    assert_int_equal(ferry_pool_stats(fr.pool, &st), 0);
+    return st.threads_idle == st.threads_total &&
+           st.completed + st.cancelled == st.submitted;
 }
 
 static void fr_task(void *arg)
@@ -853,8 +864,7 @@ static bool fork_one(long it)
     spin(rnd(&seed) % 20000);
     if (FR_QUIESCE) {
         atomic_store(&fr_pause, 1);
-        while (atomic_load(&fr_paused) < 2 ||
-               atomic_load(&fr.task_ran) < atomic_load(&fr.submitted))
+        while (atomic_load(&fr_paused) < 2 || !fr_pool_asleep())
             sched_yield();
     }
     fflush(NULL);
