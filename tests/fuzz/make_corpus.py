@@ -2,8 +2,9 @@
 """Write the fuzz_api seed corpus: small hand-written programs, one file each.
 
 Each instruction is 4 bytes [op, a, b, c]; the op numbers are read from
-`enum op` in fuzz_api.c, so the seeds follow the interpreter. The meaning
-of a, b and c per op is in fuzz_api.c (step() and the op_* functions).
+`enum op` in fuzz_main.c, so the seeds follow the interpreter. The meaning
+of a, b and c per op is in fuzz_main.c (the op table) and the fz_op_*
+functions it names (fuzz_loop.c, fuzz_future.c and the others).
 
 Usage: tests/fuzz/make_corpus.py [outdir]   (default: tests/fuzz/corpus)
 """
@@ -15,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def read_ops():
-    src = open(os.path.join(HERE, "fuzz_api.c")).read()
+    src = open(os.path.join(HERE, "fuzz_main.c")).read()
     body = re.search(r"enum op \{(.*?)\};", src, re.S).group(1)
     names = [n.strip() for n in body.split(",") if n.strip()]
     return {n[3:]: i for i, n in enumerate(names)}

@@ -7,7 +7,7 @@
 # full libFuzzer log is BUILD_DIR/fuzz.log: on success only its summary
 # is printed, on failure its tail (the report and the input).
 # -detect_leaks=0: no LeakSanitizer check between inputs, only at exit,
-# after every thread is joined (fuzz_api.c, "LeakSanitizer and threads",
+# after every thread is joined (fuzz_main.c, "LeakSanitizer and threads",
 # says why: LSan skips live threads whose tid an unjoined dead one held).
 set -uo pipefail
 fuzzer=$1 seeds=$2 out=$3
