@@ -78,6 +78,44 @@ int ferry__futex_wait(_Atomic uint32_t *addr, uint32_t expected,
 void ferry__futex_wake(_Atomic uint32_t *addr, int count);
 
 /*
+ * A small futex lock (common/lock.c) for critical sections of a few
+ * stores, such as the pool's injection queue: the uncontended lock and
+ * unlock are one atomic RMW each, inlined, where a pthread mutex costs two
+ * calls and a type dispatch. The protocol is U. Drepper, "Futexes Are
+ * Tricky" (2004/2011), mutex 3: 0 free, 1 held, 2 held with possible
+ * sleepers; the slow path spins briefly before sleeping. Lock is acquire,
+ * unlock release, so the lock orders the data it protects. Not recursive;
+ * a forked child re-initialises it (the holder may not exist there).
+ */
+struct ferry__lock {
+    _Atomic uint32_t v;
+};
+#define FERRY__LOCK_INIT {0}
+void ferry__lock_slow(struct ferry__lock *l);
+void ferry__unlock_wake(struct ferry__lock *l);
+
+static inline void ferry__lock_init(struct ferry__lock *l)
+{
+    atomic_init(&l->v, 0);
+}
+
+static inline void ferry__lock(struct ferry__lock *l)
+{
+    uint32_t c = 0;
+    if (!atomic_compare_exchange_strong_explicit(
+            &l->v, &c, 1, memory_order_acquire, memory_order_relaxed))
+        ferry__lock_slow(l);
+}
+
+static inline void ferry__unlock(struct ferry__lock *l)
+{
+    /* 2: someone may sleep; the slow path hands the lock over with a
+     * release store and a wake. */
+    if (atomic_fetch_sub_explicit(&l->v, 1, memory_order_release) != 1)
+        ferry__unlock_wake(l);
+}
+
+/*
  * Block cache (common/cache.c): per-thread free lists over a shared depot,
  * for the fixed-size objects of the hot paths. Thread: any; a block may be
  * freed on another thread than the one that allocated it.

@@ -2,7 +2,9 @@
  * executor/inject.c: the injection queue, where tasks submitted from
  * outside the pool wait for a worker.
  *
- * A pthread mutex and an intrusive singly linked FIFO through
+ * A futex lock (struct ferry__lock, common/lock.c: one inlined atomic RMW
+ * to lock and one to unlock when uncontended; every section under it is a
+ * few stores long) and an intrusive singly linked FIFO through
  * ferry__task.next (tokio's Inject is the same shape, algorithms.md §2.2).
  * Producers append one task under the lock; workers take a batch per lock
  * and move it to their own deque, so the lock is taken far less often than
@@ -30,9 +32,7 @@
 
 int ferry__inject_init(struct ferry__inject *q)
 {
-    int rc = ferry__mutex_init_adaptive(&q->lock);
-    if (rc != 0)
-        return rc;
+    ferry__lock_init(&q->lock);
     q->head = NULL;
     q->tail = NULL;
     q->len = 0;
@@ -44,7 +44,7 @@ int ferry__inject_init(struct ferry__inject *q)
 
 void ferry__inject_term(struct ferry__inject *q)
 {
-    pthread_mutex_destroy(&q->lock);
+    (void)q; /* the lock holds no resource */
 }
 
 /* Lock held. Relaxed stores: the lock orders the list itself; wake
@@ -72,15 +72,15 @@ static void append_locked(struct ferry__inject *q, struct ferry__task *first,
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested, bool *was_empty)
 {
-    pthread_mutex_lock(&q->lock);
+    ferry__lock(&q->lock);
     if (q->closed > (nested ? 1 : 0)) {
-        pthread_mutex_unlock(&q->lock);
+        ferry__unlock(&q->lock);
         return -ESHUTDOWN;
     }
     *was_empty = q->len == 0;
     append_locked(q, t, t, 1);
     q->submitted++;
-    pthread_mutex_unlock(&q->lock);
+    ferry__unlock(&q->lock);
     return 0;
 }
 
@@ -88,14 +88,14 @@ void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
 {
     /* A task that was already accepted (a deque that could not grow):
      * the closed level does not apply, and it goes to the front. */
-    pthread_mutex_lock(&q->lock);
+    ferry__lock(&q->lock);
     t->next = q->head;
     q->head = t;
     if (q->tail == NULL)
         q->tail = t;
     if (q->len++ == 0)
         set_nonempty_locked(q, 1);
-    pthread_mutex_unlock(&q->lock);
+    ferry__unlock(&q->lock);
 }
 
 struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
@@ -107,7 +107,7 @@ struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
     /* Detach the whole list in O(1). Cutting a batch off a linked list
      * means walking it, one cache miss per task (the submitter wrote each
      * link), and doing that under the lock made submitters spin on it. */
-    pthread_mutex_lock(&q->lock);
+    ferry__lock(&q->lock);
     struct ferry__task *head = q->head;
     struct ferry__task *tail = q->tail;
     uint64_t len = q->len;
@@ -116,7 +116,7 @@ struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
     q->len = 0;
     if (len != 0)
         set_nonempty_locked(q, 0);
-    pthread_mutex_unlock(&q->lock);
+    ferry__unlock(&q->lock);
     uint64_t n = len / share + 1;
     if (n > max)
         n = max;
@@ -129,7 +129,7 @@ struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
     last->next = NULL;
     /* Put the rest back in front of what was pushed meanwhile: FIFO order
      * is kept. It was invisible in between, so the caller must notify. */
-    pthread_mutex_lock(&q->lock);
+    ferry__lock(&q->lock);
     tail->next = q->head;
     if (q->head == NULL)
         q->tail = tail;
@@ -137,25 +137,25 @@ struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
     if (q->len == 0)
         set_nonempty_locked(q, 1);
     q->len += len - n;
-    pthread_mutex_unlock(&q->lock);
+    ferry__unlock(&q->lock);
     *split = true;
     return head;
 }
 
 uint64_t ferry__inject_len(struct ferry__inject *q)
 {
-    pthread_mutex_lock(&q->lock);
+    ferry__lock(&q->lock);
     uint64_t len = q->len;
-    pthread_mutex_unlock(&q->lock);
+    ferry__unlock(&q->lock);
     return len;
 }
 
 void ferry__inject_close(struct ferry__inject *q, int level)
 {
-    pthread_mutex_lock(&q->lock);
+    ferry__lock(&q->lock);
     if (level > q->closed)
         q->closed = level;
-    pthread_mutex_unlock(&q->lock);
+    ferry__unlock(&q->lock);
 }
 
 void ferry__inject_reset(struct ferry__inject *q)
@@ -163,7 +163,7 @@ void ferry__inject_reset(struct ferry__inject *q)
     /* A forked child: the lock may have been held by a thread that does
      * not exist here, so it is initialised again rather than unlocked. The
      * parent's tasks are forgotten, never run. */
-    ferry__mutex_init_adaptive(&q->lock);
+    ferry__lock_init(&q->lock);
     q->head = NULL;
     q->tail = NULL;
     q->len = 0;

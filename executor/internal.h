@@ -177,7 +177,7 @@ struct ferry__worker {
 /* ---- the injection queue (inject.c) ---- */
 
 struct ferry__inject {
-    pthread_mutex_t lock;
+    struct ferry__lock lock;
     struct ferry__task *head; /* lock */
     struct ferry__task *tail; /* lock */
     uint64_t len;             /* lock */

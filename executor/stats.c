@@ -76,9 +76,9 @@ FERRY_API int ferry_pool_stats(ferry_pool *pool, struct ferry_pool_stats *out)
     out->threads_total = s->nthreads;
     out->threads_idle = s->nidle;
     pthread_mutex_unlock(&s->lock);
-    pthread_mutex_lock(&pool->inject.lock);
+    ferry__lock(&pool->inject.lock);
     out->submitted += pool->inject.submitted;
-    pthread_mutex_unlock(&pool->inject.lock);
+    ferry__unlock(&pool->inject.lock);
     out->cancelled += rd(&pool->dropped);
     out->spares_created = rd(&pool->spares_created);
     out->spares_retired = rd(&pool->spares_retired);

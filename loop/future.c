@@ -21,7 +21,8 @@
  *
  * References: the resolver must hold one for the duration of its call (the
  * ec bump happens after the state store, when a waiter may already have
- * returned and dropped its own). The post holds one while in the inbox;
+ * returned and dropped its own). The post holds one while in the inbox (and
+ * hands it to the first callback it dispatches);
  * each dispatched callback handle holds one until it has run.
  *
  * Thread: see include/ferry/future.h per function.
@@ -109,34 +110,41 @@ FERRY_API void ferry_future_unref(ferry_future *fut)
     destroy(fut);
 }
 
-/* Owner thread: move the callbacks to the ready queue, in order. */
-static void dispatch(ferry_future *f)
+/* Owner thread: move the callbacks to the ready queue, in order. Each
+ * queued callback holds a reference on f; `ref` is one the caller hands
+ * over (the inbox post's), given to the first callback instead of taking a
+ * new one. Returns whether it was used (else the caller still owns it). */
+static bool dispatch(ferry_future *f, bool ref)
 {
     ferry_loop *loop = f->loop;
     bool closed = atomic_load_explicit(&loop->closed, memory_order_relaxed);
     f->dispatched = true;
     if (closed) {
         drop_callbacks(f);
-        return;
+        return false;
     }
     struct ferry_handle *h = f->cbs_head;
+    bool used = ref && h != NULL;
     f->cbs_head = f->cbs_tail = NULL;
     while (h != NULL) {
         struct ferry_handle *next = h->next;
-        ferry_future_ref(f);
+        if (!ref)
+            ferry_future_ref(f);
+        ref = false;
         h->fut = f;
         ferry__ready_push(loop, h);
         ferry__handle_put(h); /* the list's reference; the queue has one */
         h = next;
     }
+    return used;
 }
 
 static void post_run(struct ferry__post *p, ferry_loop *loop)
 {
     (void)loop;
     ferry_future *f = ferry__container_of(p, ferry_future, post);
-    dispatch(f);
-    ferry_future_unref(f);
+    if (!dispatch(f, true))
+        ferry_future_unref(f);
 }
 
 static void post_drop(struct ferry__post *p)
@@ -185,7 +193,7 @@ static void complete(ferry_future *f)
     if (f->loop == NULL)
         return;
     if (ferry__loop_on_owner(f->loop)) {
-        dispatch(f);
+        (void)dispatch(f, false);
         return;
     }
     f->post.ops = &future_post;
