@@ -402,17 +402,18 @@ FERRY_API int ferry_loop_fd(const ferry_loop *loop)
     return loop->poller.fd;
 }
 
-FERRY_API int64_t ferry_loop_timeout(ferry_loop *loop)
+FERRY_API int ferry_loop_timeout(ferry_loop *loop, int64_t *timeout_ns)
 {
+    if (timeout_ns == NULL)
+        return -EINVAL;
     int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
     /* Dekker partner of the producers' fence: polling was set (seq_cst)
      * before this inbox read, see ferry_loop_fd. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (ferry__inbox_nonempty(loop))
-        return 0;
-    return poll_timeout(loop, -1);
+    *timeout_ns = ferry__inbox_nonempty(loop) ? 0 : poll_timeout(loop, -1);
+    return 0;
 }
 
 FERRY_API int ferry_loop_set_slow_callback(ferry_loop *loop,

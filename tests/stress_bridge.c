@@ -113,7 +113,8 @@ static void *loop_side(void *arg)
     if (rc < 0 && s->err == 0)
         s->err = rc;
     /* Late results posted after the last done callback: drain them. */
-    while (ferry_loop_timeout(s->loop) == 0)
+    int64_t t;
+    while (ferry_loop_timeout(s->loop, &t) == 0 && t == 0)
         ferry_loop_run_once(s->loop, 0);
     ferry_loop_free(s->loop);
     return NULL;

@@ -152,7 +152,8 @@ static void test_S6_run_threadsafe_wait_timeout_cancel(void **state)
     pthread_t t = spawn(s6_thread, &s);
     assert_int_equal(ferry_loop_run_forever(s.loop), 0);
     pthread_join(t, NULL);
-    while (ferry_loop_timeout(s.loop) == 0)
+    int64_t wait_ns;
+    while (ferry_loop_timeout(s.loop, &wait_ns) == 0 && wait_ns == 0)
         ferry_loop_run_once(s.loop, 0);
     assert_int_equal(s.rc_fast, 0);
     assert_int_equal(s.rc_wait, 0);

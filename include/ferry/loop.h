@@ -327,13 +327,16 @@ FERRY_API int ferry_loop_fd(const ferry_loop *loop);
 
 /**
  * How long an embedder may sleep on ferry_loop_fd before the next
- * ferry_loop_run_once: 0 when callbacks are ready or posts are queued, the
- * time to the nearest timer, or -1 when only I/O can wake the loop.
+ * ferry_loop_run_once: *timeout_ns is set to 0 when callbacks are ready or
+ * posts are queued, to the time to the nearest timer (ns), or to -1 when
+ * only I/O or a cross-thread post can wake the loop. (The time and the
+ * error are kept apart: -1 would read as -EPERM.)
  *
- * Returns: nanoseconds, -1, or -EINVAL/-EPERM/-ESHUTDOWN.
+ * Returns: 0, -EINVAL (loop or timeout_ns NULL), -EPERM, -ESHUTDOWN,
+ *          -ECHILD. On error *timeout_ns is untouched.
  * Thread: owner.
  */
-FERRY_API int64_t ferry_loop_timeout(ferry_loop *loop);
+FERRY_API int ferry_loop_timeout(ferry_loop *loop, int64_t *timeout_ns);
 
 /**
  * The slow-callback hook: the callback's function, its symbol name (from

@@ -85,7 +85,7 @@ enum {
     (C_OK | C_POS | C_INVAL | C_PERM | C_SHUTDOWN | C_CHILD)
 #define DOC_LOOP_FD (C_OK | C_POS | C_INVAL | C_SHUTDOWN | C_CHILD)
 /* -1 means "only I/O can wake the loop" and is also -EPERM. */
-#define DOC_LOOP_TIMEOUT (C_OK | C_POS | C_PERM | C_INVAL | C_SHUTDOWN)
+#define DOC_LOOP_TIMEOUT (C_OK | C_PERM | C_INVAL | C_SHUTDOWN)
 #define DOC_SLOW (C_OK | C_INVAL | C_PERM)
 #define DOC_AFTER_FORK                                                         \
     (C_OK | C_INVAL | C_ALREADY | C_NOMEM | C_MFILE | C_NFILE)

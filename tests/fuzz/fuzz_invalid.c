@@ -65,9 +65,11 @@ static void invalid_loop_misc(unsigned k)
     case 12:
         CHECK_RC(ferry_loop_fd(NULL), DOC_LOOP_FD, -EINVAL);
         break;
-    case 13:
-        CHECK_RC(ferry_loop_timeout(NULL), DOC_LOOP_TIMEOUT, -EINVAL);
+    case 13: {
+        int64_t t;
+        CHECK_RC(ferry_loop_timeout(NULL, &t), DOC_LOOP_TIMEOUT, -EINVAL);
         break;
+    }
     case 14:
         CHECK_RC(ferry_loop_stats(NULL, &ls), DOC_LOOP_STATS, -EINVAL);
         FZ_CHECK(!ferry_loop_is_running(NULL) && !ferry_loop_is_closed(NULL) &&

@@ -316,9 +316,10 @@ void fz_op_loop_misc(uint8_t a, uint8_t b, uint8_t c)
         break;
     }
     case 1: {
-        int64_t t = CHECK_RC(ferry_loop_timeout(ls->loop), DOC_LOOP_TIMEOUT,
-                             ls->closed ? -ESHUTDOWN : ANY);
-        FZ_CHECK(t >= -1 || ls->closed, "ferry_loop_timeout: %lld",
+        int64_t t = -2;
+        int rc = CHECK_RC(ferry_loop_timeout(ls->loop, &t), DOC_LOOP_TIMEOUT,
+                          ls->closed ? -ESHUTDOWN : ANY);
+        FZ_CHECK(rc < 0 ? t == -2 : t >= -1, "ferry_loop_timeout: %d, %lld", rc,
                  (long long)t);
         break;
     }
