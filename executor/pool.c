@@ -305,10 +305,22 @@ FERRY_API int ferry_pool_shutdown(ferry_pool *pool, int mode,
 
 /* ---- submission ---- */
 
+/* try_submit on a full queue: -EAGAIN, unless a retry could never succeed
+ * (the pool is shutting down and would refuse this caller anyway: anyone
+ * once queued work is cancelled, outside threads once it drains). */
+static int full_queue_error(ferry_pool *pool)
+{
+    int st = ferry__pool_state(pool);
+    if (st == FERRY__POOL_CANCEL ||
+        (st == FERRY__POOL_DRAIN && ferry__worker_of(pool) == NULL))
+        return -ESHUTDOWN;
+    return -EAGAIN;
+}
+
 int ferry__submit(ferry_pool *pool, struct ferry__task *t, uint64_t limit)
 {
     if (limit != 0 && ferry__queue_depth(pool) >= limit)
-        return -EAGAIN;
+        return full_queue_error(pool);
     struct ferry__worker *w = ferry__worker_of(pool);
     /* Timing is sampled (a clock read costs about as much as the rest of
      * a submit): one task in FERRY__TIME_SAMPLE per submitting thread

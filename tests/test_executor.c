@@ -374,7 +374,23 @@ static void test_executor_try_submit_backpressure(void **state)
     /* Drained: room again. */
     assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL), 0);
     assert_true(wait_count(&counter, 6));
+    /* Full again behind a held worker, then shut down: a retry could never
+     * succeed, so the answer is -ESHUTDOWN, not -EAGAIN. */
+    struct gate g2;
+    gate_init(&g2);
+    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g2, 0, NULL), 0);
+    gate_wait_entered(&g2);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL),
+                     -EAGAIN);
+    assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, 0, NULL),
+                     -ETIMEDOUT);
+    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL),
+                     -ESHUTDOWN);
+    sem_post(&g2.sem);
     assert_int_equal(ferry_pool_free(pool), 0);
+    assert_int_equal(atomic_load(&counter), 10); /* the drain ran them */
 }
 
 /* ---- shutdown ---- */

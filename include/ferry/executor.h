@@ -213,8 +213,10 @@ FERRY_API int ferry_pool_submit(ferry_pool *pool, ferry_task_fn *fn, void *arg,
  * queued (not started). The count is an estimate read without a lock, so
  * concurrent submitters may overshoot the limit by at most their number.
  *
- * Returns: 0, -EAGAIN (queue full: nothing was scheduled), and the errors
- *          of ferry_pool_submit.
+ * Returns: 0, -EAGAIN (queue full: nothing was scheduled; retry later),
+ *          and the errors of ferry_pool_submit. A full queue of a pool
+ *          that is shutting down answers -ESHUTDOWN, never -EAGAIN, when
+ *          the submit would be refused anyway.
  * Ownership: as ferry_pool_submit.
  * Thread: any.
  */
