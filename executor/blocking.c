@@ -12,7 +12,9 @@
  * Retake (Go's sysmon): a BLOCKED core is taken from its holder only when
  * work is queued and the core stayed blocked through a whole monitor
  * period, seen by the monitor as the same word (the seq in the word changes
- * on every entry into blocking work) on two consecutive ticks. Short
+ * on every entry into blocking work) on two consecutive ticks, and its
+ * holder is asleep in the kernel: a holder still on a CPU (preempted, or
+ * spinning) is given a 10 ms grace first (holder_on_cpu_locked). Short
  * blocking calls thus never hand their core over, while long ones give it
  * up within about a period; every blocked core is retaken at each tick, so
  * a burst of blocking tasks grows the pool along as many chains as there
@@ -209,7 +211,8 @@ enum {
     FAST_MAX_NS = 1000000, /* backed off to this while none is retaken */
 };
 
-enum { RETRY_NS = 10000000 }; /* 10 ms between thread-start retries */
+enum { RETRY_NS = 10000000 };          /* 10 ms between thread-start retries */
+enum { RUNNABLE_GRACE_NS = 10000000 }; /* see holder_on_cpu_locked */
 
 void ferry__monitor_retry_locked(ferry_pool *pool)
 {
@@ -353,20 +356,54 @@ static void retake_locked(ferry_pool *pool, struct ferry__core *c,
     }
 }
 
+/* Lock held. A core blocked in the same episode for a whole period whose
+ * holder is nevertheless on a CPU (running or runnable, /proc state R) is
+ * most likely preempted or spinning, not blocked in the kernel: another
+ * thread for it would only add to the CPU's queue (with more threads than
+ * CPUs, preemption alone made the monitor grow no-op offloads 4 spares).
+ * Such a core is left alone for RUNNABLE_GRACE_NS (Go's sysmon waits 10 ms
+ * likewise before retaking from a P that others could replace), then
+ * retaken anyway, so a flagged task that spin-waits for queued work still
+ * gets its spare. Reads /proc with the lock dropped; returns false if the
+ * word changed meanwhile (the episode ended: nothing to retake). */
+static bool holder_on_cpu_locked(ferry_pool *pool, struct ferry__core *c,
+                                 uint64_t word, uint64_t now, bool *skip)
+{
+    *skip = false;
+    if (now - c->mon_since >= RUNNABLE_GRACE_NS || c->holder == NULL)
+        return true;
+    int tid = atomic_load_explicit(&c->holder->tid, memory_order_relaxed);
+    if (tid == 0)
+        return true;
+    pthread_mutex_unlock(&pool->sched.lock);
+    bool on_cpu = ferry__thread_on_cpu(tid);
+    pthread_mutex_lock(&pool->sched.lock);
+    if (atomic_load_explicit(&c->word, memory_order_relaxed) != word)
+        return false;
+    *skip = on_cpu;
+    return true;
+}
+
 /* One fast tick. Returns whether a core was retaken. */
 static bool retake_blocked(ferry_pool *pool)
 {
     struct ferry__sched *s = &pool->sched;
     bool any = false;
+    uint64_t now = ferry__now_ns();
     for (unsigned i = 0; i < pool->ncores; i++) {
         struct ferry__core *c = &pool->cores[i];
         pthread_mutex_lock(&s->lock);
         uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
-        bool same = w == c->mon_seen;
-        c->mon_seen =
-            ferry__core_status(w) == FERRY__CORE_BLOCKED && !same ? w : 0;
-        if (!same || ferry__core_status(w) != FERRY__CORE_BLOCKED ||
-            (s->wanters == NULL && !ferry__work_visible(pool))) {
+        bool blocked = ferry__core_status(w) == FERRY__CORE_BLOCKED;
+        bool same = blocked && w == c->mon_seen;
+        if (blocked && !same)
+            c->mon_since = now;
+        c->mon_seen = blocked && !same ? w : 0;
+        bool skip = false;
+        if (!same || (s->wanters == NULL && !ferry__work_visible(pool)) ||
+            !holder_on_cpu_locked(pool, c, w, now, &skip) || skip) {
+            if (skip)
+                c->mon_seen = w; /* same episode: look again next tick */
             pthread_mutex_unlock(&s->lock);
             continue;
         }

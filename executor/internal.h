@@ -110,6 +110,7 @@ struct ferry__core {
     struct ferry__core *next_idle; /* sched lock: idle list link */
     struct ferry__worker *holder;  /* sched lock: who was granted it */
     uint64_t mon_seen;             /* monitor only: BLOCKED word last seen */
+    uint64_t mon_since;            /* monitor only: when it was first seen */
     unsigned index;                /* 0 .. ncores-1 */
 };
 
@@ -161,6 +162,7 @@ struct ferry__worker {
     _Atomic(ferry_task_fn *) cur_fn;
     _Atomic(void *) cur_arg;
     _Atomic uint32_t blocked; /* 1 inside blocking work (stats) */
+    _Atomic int tid;          /* kernel thread id (the monitor's look) */
     struct ferry__wstats st;
 
     /* Park token (algorithms.md §3.1): EMPTY, NOTIFIED or PARKED. */
@@ -349,6 +351,11 @@ size_t ferry__stack_min(void);
 int ferry__thread_spawn(ferry_pool *pool, pthread_t *out, void *(*fn)(void *),
                         void *arg);
 void ferry__thread_name(const char *prefix, const char *suffix);
+/* The calling thread's kernel id. */
+int ferry__gettid(void);
+/* Whether thread tid of this process is running or runnable (state R in
+ * /proc), as opposed to asleep in the kernel; false when unknown. */
+bool ferry__thread_on_cpu(int tid);
 /* A mutex that spins briefly before sleeping. Returns 0 or -errno. */
 int ferry__mutex_init_adaptive(pthread_mutex_t *m);
 

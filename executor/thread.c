@@ -1,7 +1,7 @@
 /*
  * executor/thread.c: the OS thread plumbing of the pool, kept in one file
  * because it is the only one that needs _GNU_SOURCE (sched_getaffinity,
- * CPU_COUNT, pthread_setname_np; STYLE.md point 18).
+ * CPU_COUNT, pthread_setname_np, gettid; STYLE.md point 18).
  *
  * pthread_create failures are returned, never fatal: the callers join what
  * they started and report -EAGAIN (STYLE.md point 5).
@@ -12,8 +12,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "executor/internal.h"
@@ -72,4 +75,28 @@ int ferry__mutex_init_adaptive(pthread_mutex_t *m)
         rc = pthread_mutex_init(m, &attr);
     pthread_mutexattr_destroy(&attr);
     return -rc;
+}
+
+int ferry__gettid(void)
+{
+    return (int)syscall(SYS_gettid);
+}
+
+bool ferry__thread_on_cpu(int tid)
+{
+    /* /proc/self/task/TID/stat: "tid (comm) S ...", the state letter after
+     * the last ')' (comm may hold anything). open/read, not stdio: no
+     * allocation on the monitor's thread. */
+    char path[48], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] == 'R';
 }

@@ -389,6 +389,7 @@ void *ferry__worker_main(void *arg)
     struct ferry__worker *w = arg;
     ferry_pool *pool = w->pool;
     tls_worker = w;
+    atomic_store_explicit(&w->tid, ferry__gettid(), memory_order_relaxed);
     char index[12];
     snprintf(index, sizeof index, "%u", w->index);
     ferry__thread_name(pool->prefix, index);

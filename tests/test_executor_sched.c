@@ -282,6 +282,70 @@ static void test_executor_blocked_core_retaken(void **state)
     }
 }
 
+/* A flagged task whose thread stays on a CPU (it spins) is not blocked in
+ * the kernel: for RUNNABLE_GRACE_NS (10 ms) of its blocking episode the
+ * monitor leaves its core alone, so a 1 ms spin with CPU work queued behind
+ * it makes no spare (without the grace one starts about 100 us in). The
+ * rule is exact: an episode shorter than the grace cannot be retaken, so
+ * the check holds however the machine schedules, and is skipped only when
+ * the episode itself lasted longer (a heavily loaded machine). A spin-wait
+ * for queued work still gets its spare, after the grace. */
+static _Atomic uint64_t spin_ns;
+
+static void spin_blocking_fn(void *arg)
+{
+    uint64_t t0 = now_ns();
+    uint64_t end = t0 + (uint64_t)(uintptr_t)arg;
+    while (now_ns() < end)
+        spin(100);
+    atomic_store(&spin_ns, now_ns() - t0);
+}
+
+static void spin_for_child_fn(void *arg)
+{
+    (void)arg;
+    if (ferry_pool_submit(retake_pool, count_fn, NULL, 0, NULL) != 0)
+        return;
+    uint64_t end = now_ns() + WAIT_NS;
+    while (atomic_load(&counter) < 1 && now_ns() < end)
+        spin(100); /* on a CPU throughout: state R */
+    atomic_store(&retake_ok, atomic_load(&counter) == 1);
+}
+
+static void test_executor_spinning_holder_grace(void **state)
+{
+    (void)state;
+    ferry_pool *pool = new_pool(1, 4);
+    atomic_store(&counter, 0);
+    atomic_store(&spin_ns, 0);
+    assert_int_equal(ferry_pool_submit(pool, spin_blocking_fn,
+                                       (void *)(uintptr_t)1000000,
+                                       FERRY_TASK_BLOCKING, NULL),
+                     0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_true(wait_count(&counter, 8));
+    struct ferry_pool_stats st;
+    assert_int_equal(ferry_pool_stats(pool, &st), 0);
+    assert_int_equal(ferry_pool_free(pool), 0);
+    uint64_t episode = atomic_load(&spin_ns);
+    print_message("1 ms spin took %.2f ms; spares %llu\n",
+                  (double)episode / 1e6, (unsigned long long)st.spares_created);
+    assert_true(episode > 0);
+    if (episode < 9000000) /* the grace less a monitor tick */
+        assert_int_equal(st.spares_created, 0);
+
+    /* Spinning until a queued task ran: only a spare can run it. */
+    retake_pool = new_pool(1, 4);
+    atomic_store(&counter, 0);
+    atomic_store(&retake_ok, -1);
+    assert_int_equal(ferry_pool_submit(retake_pool, spin_for_child_fn, NULL,
+                                       FERRY_TASK_BLOCKING, NULL),
+                     0);
+    assert_int_equal(ferry_pool_free(retake_pool), 0);
+    assert_int_equal(atomic_load(&retake_ok), 1);
+}
+
 static void sleeper_fn(void *arg)
 {
     (void)arg;
@@ -444,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_executor_cpu_high_water),
         cmocka_unit_test(test_executor_blocking_growth),
         cmocka_unit_test(test_executor_blocked_core_retaken),
+        cmocka_unit_test(test_executor_spinning_holder_grace),
         cmocka_unit_test(test_executor_spares_retire),
         cmocka_unit_test(test_executor_starvation_check),
         cmocka_unit_test(test_executor_no_lost_wakeup),
