@@ -217,6 +217,11 @@ struct fsweep {
     struct sweep_cell *s;
     uint64_t due; /* deadline of the armed lag timer, loop clock */
     int err;      /* first error of a registration */
+    /* The inline chain's next item is queued. A cell can end (its last
+     * tick stops the loop) with one queued: it runs first in the next
+     * cell's run and must not go on working there (it would put inline
+     * work into the next cell's measurement), so it is marked stale. */
+    bool item_queued, stale_item;
 };
 
 static void fsw_finish(struct fsweep *u)
@@ -239,16 +244,30 @@ static void fsw_tick(void *arg)
     fsw_finish(u);
 }
 
+static void fsw_item(void *arg);
+
+static int fsw_queue_item(struct fsweep *u)
+{
+    int rc = ferry_call_soon(u->loop, fsw_item, u, NULL, NULL);
+    u->item_queued = rc == 0;
+    return rc;
+}
+
 static void fsw_item(void *arg)
 {
     struct fsweep *u = arg;
+    if (u->stale_item) { /* the previous cell's: it ends here */
+        u->stale_item = false;
+        return;
+    }
+    u->item_queued = false;
     if (!sweep_submit(u->s)) {
         fsw_finish(u);
         return;
     }
     sweep_work(u->s->cfg);
     sweep_item_done(u->s);
-    int rc = ferry_call_soon(u->loop, fsw_item, u, NULL, NULL);
+    int rc = fsw_queue_item(u);
     if (rc < 0)
         u->err = rc;
 }
@@ -295,6 +314,8 @@ static int fsw_run_cell(void *backend, struct sweep_cell *s)
 {
     struct fsweep *u = backend;
     u->s = s;
+    u->stale_item = u->item_queued;
+    u->item_queued = false;
     u->g.deadline = bench_now() + BENCH_WAIT_TIMEOUT_NS;
     u->due = ferry_loop_time(u->loop) + s->cfg->period_ns;
     int rc = ferry_call_later(u->loop, (int64_t)s->cfg->period_ns, fsw_tick, u,
@@ -302,7 +323,7 @@ static int fsw_run_cell(void *backend, struct sweep_cell *s)
     if (rc < 0)
         return rc;
     if (s->cfg->mode == SWEEP_INLINE) {
-        rc = ferry_call_soon(u->loop, fsw_item, u, NULL, NULL);
+        rc = fsw_queue_item(u);
     } else {
 #ifdef FERRY_BENCH_HAVE_BRIDGE
         for (unsigned i = 0; i < s->cfg->inflight && sweep_submit(s); i++)
