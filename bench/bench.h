@@ -36,6 +36,12 @@
 /* Every bounded wait in the program gives up after this long. */
 #define BENCH_WAIT_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 
+/* Offloads per rep of the windowed throughput workloads (ferry.tput,
+ * uv.tput, naive.tput): about half a second each on the development
+ * machine, so a rep measures the steady state rather than the first
+ * milliseconds of thread placement (at 500000 the reps spread 2x). */
+#define BENCH_TPUT_OFFLOADS 2000000
+
 struct bench_sweep; /* sweep.h */
 struct bench_rec;   /* harness.c: a workload's results across reps */
 

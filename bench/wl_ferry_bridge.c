@@ -184,7 +184,7 @@ int bench_ferry_run_tput(struct bench_ctx *c)
 {
     uint64_t ns = 0;
     struct fshape s = {.fn = noop_fn};
-    s.total = bench_size(c, 500000, 5000);
+    s.total = bench_size(c, BENCH_TPUT_OFFLOADS, 5000);
     int rc = fshape_run(c, &s, WINDOW, &ns);
     for (uint64_t i = 0; i < s.total; i++)
         s.want_sum += i ^ TOKEN;

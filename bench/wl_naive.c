@@ -284,7 +284,7 @@ static int run_tput(struct bench_ctx *c)
     int rc = shape_open(c, &s, WINDOW);
     if (rc < 0)
         return rc;
-    s.total = bench_size(c, 500000, 5000);
+    s.total = bench_size(c, BENCH_TPUT_OFFLOADS, 5000);
     uint64_t t0 = bench_now();
     for (unsigned i = 0; i < WINDOW && s.submitted < s.total; i++)
         submit_seq(&s, &s.jobs[i], noop_work);

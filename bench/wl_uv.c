@@ -185,7 +185,7 @@ static int run_tput(struct bench_ctx *c)
 {
     uint64_t ns = 0;
     struct uv_shape s = {.work = noop_work};
-    s.total = bench_size(c, 500000, 5000);
+    s.total = bench_size(c, BENCH_TPUT_OFFLOADS, 5000);
     int rc = shape_run(c, &s, WINDOW, &ns);
     for (uint64_t i = 0; i < s.total; i++)
         s.want_sum += i ^ TOKEN;
