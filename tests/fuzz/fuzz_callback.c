@@ -87,24 +87,31 @@ void fz_never_cb(void *arg)
 }
 
 /* run_threadsafe's function: on the loop's thread, at most once. */
-int fz_ts_fn(void *arg, void **result)
+/* The outcome r->action picks for a function that makes a result: a new
+ * value, the error err, or a NULL value; recorded for the oracle. */
+static int rec_outcome(struct rec *r, void **result, int err)
 {
-    struct rec *r = arg;
-    FZ_CHECK(fz_on_main(), "run_threadsafe ran off the loop's thread");
-    FZ_CHECK(atomic_fetch_add(&r->runs, 1) == 0, "run_threadsafe ran twice");
     switch (r->action % 3) {
     case 0:
         r->out_val = *result = fz_new_value();
         r->out_rc = 0;
         return 0;
     case 1:
-        r->out_rc = -EIO;
-        return -EIO;
+        r->out_rc = err;
+        return err;
     default:
         r->out_val = *result = NULL;
         r->out_rc = 0;
         return 0;
     }
+}
+
+int fz_ts_fn(void *arg, void **result)
+{
+    struct rec *r = arg;
+    FZ_CHECK(fz_on_main(), "run_threadsafe ran off the loop's thread");
+    FZ_CHECK(atomic_fetch_add(&r->runs, 1) == 0, "run_threadsafe ran twice");
+    return rec_outcome(r, result, -EIO);
 }
 
 int fz_then_fn(ferry_future *prev, void *arg, void **result)
@@ -113,19 +120,7 @@ int fz_then_fn(ferry_future *prev, void *arg, void **result)
     FZ_CHECK(fz_on_main(), "then ran off the loop's thread");
     FZ_CHECK(ferry_future_done(prev), "then ran before its source was done");
     FZ_CHECK(atomic_fetch_add(&r->runs, 1) == 0, "then ran twice");
-    switch (r->action % 3) {
-    case 0:
-        r->out_val = *result = fz_new_value();
-        r->out_rc = 0;
-        return 0;
-    case 1:
-        r->out_rc = -E2BIG;
-        return -E2BIG;
-    default:
-        r->out_val = *result = NULL;
-        r->out_rc = 0;
-        return 0;
-    }
+    return rec_outcome(r, result, -E2BIG);
 }
 
 /* ---- registrations ---- */
