@@ -13,8 +13,13 @@
  * Blocking work
  *   A task flagged FERRY_TASK_BLOCKING, or code between ferry_blocking_begin
  *   and ferry_blocking_end, gives its core up while it runs, so queued work
- *   moves to a spare thread (woken, or created up to max_threads). Spares
- *   retire after keepalive_ns idle. A task that blocks without saying so is
+ *   moves to a spare thread (woken, or created up to max_threads). The
+ *   monitor thread hands such a core over once it has stayed blocked for a
+ *   period (50 us or more) with work queued; if the blocked thread is still
+ *   on a CPU (preempted or spinning, as /proc/self/task/TID/stat says; the
+ *   monitor opens and closes that file), it waits up to 10 ms longer, since
+ *   another thread would only queue for the same CPUs. Spares retire after
+ *   keepalive_ns idle. A task that blocks without saying so is
  *   caught by a starvation check: when work is queued and nothing was
  *   dequeued for starvation_ns, the longest-running task is presumed blocked,
  *   its core is given to a spare, and the event is counted. Such a presumed
