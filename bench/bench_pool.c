@@ -82,7 +82,7 @@ static double tiny_once(unsigned flags)
     atomic_store(&tiny_left, TINY_TASKS);
     uint64_t t0 = now_ns();
     for (int i = 0; i < TINY_TASKS; i++)
-        if (ferry_pool_submit(pool, tiny_fn, NULL, flags, NULL) != 0)
+        if (ferry_pool_submit(pool, tiny_fn, NULL, NULL, flags, NULL) != 0)
             abort();
     sem_wait(&tiny_done);
     return TINY_TASKS / ((double)(now_ns() - t0) / 1e9);

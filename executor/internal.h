@@ -61,8 +61,8 @@ struct ferry__task {
     ferry__task_complete_fn *complete; /* runs after fn, or on a drop */
     uint64_t enqueue_ns;               /* set at submit, for queue_wait */
     _Atomic uint32_t state;            /* enum ferry__task_state */
-    _Atomic uint32_t cancel_requested; /* polled by ferry_task_cancelled */
-    uint32_t flags;                    /* FERRY_TASK_* */
+    _Atomic uint16_t cancel_requested; /* polled by ferry_task_cancelled */
+    uint16_t flags;                    /* FERRY_TASK_* */
 };
 
 /* Prepare t for one submission. Thread: any, before submitting t. */
@@ -305,6 +305,7 @@ struct ferry_task {
     struct ferry__task task; /* first: report pointers equal the handle */
     _Atomic uint32_t refs;   /* the pool's and the caller's */
     _Atomic int status;      /* -EAGAIN until complete ran */
+    ferry_free_fn *dispose;  /* for arg, when the task is dropped */
 };
 
 /* ---- shared between executor files ---- */

@@ -359,7 +359,7 @@ void ferry__task_init(struct ferry__task *t, ferry_task_fn *fn, void *arg,
     t->enqueue_ns = 0;
     atomic_init(&t->state, FERRY__TASK_PENDING);
     atomic_init(&t->cancel_requested, 0);
-    t->flags = flags;
+    t->flags = (uint16_t)flags;
 }
 
 int ferry__pool_submit_task(ferry_pool *pool, struct ferry__task *t)
@@ -401,6 +401,8 @@ int ferry__task_cancel(struct ferry__task *t)
 static void handle_complete(struct ferry__task *t, int status)
 {
     struct ferry_task *h = ferry__container_of(t, struct ferry_task, task);
+    if (status == -ECANCELED && h->dispose != NULL)
+        h->dispose(t->arg); /* dropped unrun: the argument goes back */
     /* Acquire: pairs with the release decrement of the caller's last
      * ferry_task_unref. One reference left means it is ours alone (a
      * fire-and-forget submit, or one whose handle was dropped): nobody
@@ -415,7 +417,8 @@ static void handle_complete(struct ferry__task *t, int status)
 }
 
 static int submit_public(ferry_pool *pool, ferry_task_fn *fn, void *arg,
-                         unsigned flags, ferry_task **out, uint64_t limit)
+                         ferry_free_fn *dispose, unsigned flags,
+                         ferry_task **out, uint64_t limit)
 {
     if (pool == NULL || fn == NULL || (flags & ~FERRY__TASK_PUBLIC_FLAGS))
         return -EINVAL;
@@ -425,6 +428,7 @@ static int submit_public(ferry_pool *pool, ferry_task_fn *fn, void *arg,
     if (h == NULL)
         return -ENOMEM;
     ferry__task_init(&h->task, fn, arg, handle_complete, flags);
+    h->dispose = dispose;
     atomic_init(&h->refs, out != NULL ? 2u : 1u);
     atomic_init(&h->status, -EAGAIN);
     int rc = ferry__submit(pool, &h->task, limit);
@@ -438,17 +442,19 @@ static int submit_public(ferry_pool *pool, ferry_task_fn *fn, void *arg,
 }
 
 FERRY_API int ferry_pool_submit(ferry_pool *pool, ferry_task_fn *fn, void *arg,
-                                unsigned flags, ferry_task **out)
+                                ferry_free_fn *dispose, unsigned flags,
+                                ferry_task **out)
 {
-    return submit_public(pool, fn, arg, flags, out, 0);
+    return submit_public(pool, fn, arg, dispose, flags, out, 0);
 }
 
 FERRY_API int ferry_pool_try_submit(ferry_pool *pool, ferry_task_fn *fn,
-                                    void *arg, unsigned flags, ferry_task **out)
+                                    void *arg, ferry_free_fn *dispose,
+                                    unsigned flags, ferry_task **out)
 {
     if (pool == NULL)
         return -EINVAL;
-    return submit_public(pool, fn, arg, flags, out, pool->queue_limit);
+    return submit_public(pool, fn, arg, dispose, flags, out, pool->queue_limit);
 }
 
 FERRY_API int ferry_task_cancel(ferry_task *task)

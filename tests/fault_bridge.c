@@ -202,7 +202,7 @@ static unsigned run_load(long n, long ops, long *stalls, struct load *out)
         }
         l.pr_accepted++;
         /* A pool task resolves it; if the submit is refused, we do. */
-        rc = ferry_pool_submit(l.pool, resolve_task, p, 0, NULL);
+        rc = ferry_pool_submit(l.pool, resolve_task, p, NULL, 0, NULL);
         if (rc != 0) {
             l.bad += rc != -ENOMEM;
             resolve_task(p);

@@ -153,7 +153,7 @@ static void test_fault_submit_and_spawn_enomem(void **state)
     fail_at = 1;
     armed = true;
     ferry_task *t = (ferry_task *)(uintptr_t)0x1;
-    int rc_submit = ferry_pool_submit(pool, noop_fn, NULL, 0, &t);
+    int rc_submit = ferry_pool_submit(pool, noop_fn, NULL, NULL, 0, &t);
     calls = 0;
     int rc_spawn = ferry_group_spawn(&g, noop_fn, NULL, 0);
     armed = false;
@@ -161,7 +161,7 @@ static void test_fault_submit_and_spawn_enomem(void **state)
     assert_ptr_equal(t, (ferry_task *)(uintptr_t)0x1);
     assert_int_equal(rc_spawn, -ENOMEM);
     assert_int_equal(ferry_group_wait(&g), 0); /* the group is unchanged */
-    assert_int_equal(ferry_pool_submit(pool, noop_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, noop_fn, NULL, NULL, 0, NULL), 0);
     assert_int_equal(ferry_pool_free(pool), 0);
 }
 
@@ -187,7 +187,7 @@ static int child_after_fork(long n)
         /* Failed before touching anything: still stale, may retry. */
         if (ferry_pool_after_fork(fork_pool) != 0)
             return 3;
-    } else if (ferry_pool_submit(fork_pool, noop_fn, NULL, 0, NULL) !=
+    } else if (ferry_pool_submit(fork_pool, noop_fn, NULL, NULL, 0, NULL) !=
                -ESHUTDOWN) {
         return 4; /* otherwise it must be shut down */
     }

@@ -82,7 +82,7 @@ static void spare_fails_once(unsigned kind)
     ferry_pool *pool;
     struct spare s = {0};
     assert_int_equal(ferry_pool_new(&pool, &o), 0);
-    assert_int_equal(ferry_pool_submit(pool, blocking_waits_for_b, &s,
+    assert_int_equal(ferry_pool_submit(pool, blocking_waits_for_b, &s, NULL,
                                        FERRY_TASK_BLOCKING, NULL),
                      0);
     while (!atomic_load(&s.a_started))
@@ -94,7 +94,7 @@ static void spare_fails_once(unsigned kind)
     long n = 1;
     for (;; n++) {
         fault_arm(kind, n, true);
-        int rc = ferry_pool_submit(pool, cpu_b, &s, 0, NULL);
+        int rc = ferry_pool_submit(pool, cpu_b, &s, NULL, 0, NULL);
         if (rc == 0)
             break;
         assert_int_equal(rc, -ENOMEM); /* the task block: retry */
@@ -168,8 +168,8 @@ static void test_fault_spare_growth_every_call(void **state)
             fault_arm(kinds[k], n, true);
             for (int i = 0; i < 3; i++) {
                 int rc;
-                while ((rc = ferry_pool_submit(pool, fns[i], NULL, flags[i],
-                                               NULL)) != 0) {
+                while ((rc = ferry_pool_submit(pool, fns[i], NULL, NULL,
+                                               flags[i], NULL)) != 0) {
                     assert_int_equal(rc, -ENOMEM); /* refused: resubmit */
                     refused++;
                 }

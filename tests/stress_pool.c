@@ -56,7 +56,7 @@ static void task_fn(void *arg)
     }
     if (id < items && id % NEST_EVERY == 0) {
         uint64_t child = items + id / NEST_EVERY;
-        if (ferry_pool_submit(pool, task_fn, (void *)(uintptr_t)child, 0,
+        if (ferry_pool_submit(pool, task_fn, (void *)(uintptr_t)child, NULL, 0,
                               NULL) != 0)
             atomic_fetch_add(&submit_errors, 1);
     }
@@ -73,8 +73,8 @@ static void *producer(void *arg)
     uint64_t first = (uint64_t)(uintptr_t)arg;
     for (uint64_t id = first; id < items; id += 2) {
         ferry_task *h = NULL;
-        int rc = ferry_pool_submit(pool, task_fn, (void *)(uintptr_t)id, 0,
-                                   cancellable(id) ? &h : NULL);
+        int rc = ferry_pool_submit(pool, task_fn, (void *)(uintptr_t)id, NULL,
+                                   0, cancellable(id) ? &h : NULL);
         if (rc != 0)
             atomic_fetch_add(&submit_errors, 1);
         else if (h != NULL)

@@ -91,7 +91,7 @@ static void *fr_producer(void *arg)
     (void)arg;
     while (!atomic_load(&fr.stop)) {
         fr_maybe_pause();
-        int rc = ferry_pool_submit(fr.pool, fr_task, NULL, 0, NULL);
+        int rc = ferry_pool_submit(fr.pool, fr_task, NULL, NULL, 0, NULL);
         if (rc == 0)
             atomic_fetch_add(&fr.submitted, 1);
         else
@@ -133,7 +133,8 @@ static int fr_child(void)
     long task_ran = atomic_load(&fr.task_ran);
     long post_ran = atomic_load(&fr.post_ran);
     /* Inherited: -ECHILD everywhere until after_fork. */
-    if (ferry_pool_submit(fr.pool, fr_child_task, NULL, 0, NULL) != -ECHILD)
+    if (ferry_pool_submit(fr.pool, fr_child_task, NULL, NULL, 0, NULL) !=
+        -ECHILD)
         bad |= 1;
     if (ferry_call_soon_threadsafe(fr.loop, fr_post, NULL, NULL) != -ECHILD)
         bad |= 1;
@@ -156,7 +157,7 @@ static int fr_child(void)
     if (ferry_pool_after_fork(fr.pool) != 0)
         bad |= 8;
     for (int i = 0; i < CHILD_WORK; i++)
-        if (ferry_pool_submit(fr.pool, fr_child_task, NULL, 0, NULL) != 0)
+        if (ferry_pool_submit(fr.pool, fr_child_task, NULL, NULL, 0, NULL) != 0)
             bad |= 16;
     if (ferry_pool_shutdown(fr.pool, FERRY_DRAIN, -1, NULL) != 0)
         bad |= 16;

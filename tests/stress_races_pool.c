@@ -39,7 +39,8 @@ static int pr_submit(void)
         return -ENOSPC;
     }
     ferry_task *h = NULL;
-    int rc = ferry_pool_submit(pr.pool, pr_task, (void *)(intptr_t)i, 0, &h);
+    int rc =
+        ferry_pool_submit(pr.pool, pr_task, (void *)(intptr_t)i, NULL, 0, &h);
     /* Release: the canceller's acquire load sees the handle's contents. */
     atomic_store_explicit(&pr.h[i], h, memory_order_release);
     return rc;

@@ -225,7 +225,7 @@ static void test_S18_cancel_before_start_never_runs(void **state)
     assert_int_equal(ferry_pool_new(&pool, &o), 0);
     assert_int_equal(ferry_loop_new(&loop, NULL), 0);
     struct gate g = {0};
-    assert_int_equal(ferry_pool_submit(pool, wait_gate, &g, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, wait_gate, &g, NULL, 0, NULL), 0);
     while (!atomic_load(&g.entered))
         sleep_ns(100000);
     atomic_store(&s18_runs, 0);

@@ -1,8 +1,9 @@
 /*
  * tests/test_executor.c: unit tests of the work-stealing pool (issue 3):
- * options and bad arguments, submission, cancellation, the internal task
- * interface the bridge uses, backpressure, shutdown, stats. Scheduling
- * behaviour (groups, blocking work, wake-ups) is in test_executor_sched.c.
+ * options and bad arguments, submission, the internal task interface the
+ * bridge uses, backpressure, shutdown, stats. Cancellation and dispose are
+ * in test_executor_cancel.c; scheduling behaviour (groups, blocking work,
+ * wake-ups) in test_executor_sched.c.
  *
  * Workers never call cmocka asserts (STYLE.md point 20): they record into
  * atomics, and the test thread asserts after waiting or joining.
@@ -51,7 +52,7 @@ static void test_executor_options_and_einval(void **state)
     o = (struct ferry_pool_opts){.threads = 1, .stack_size = 1u << 20};
     assert_int_equal(ferry_pool_new(&pool, &o), 0);
     atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL), 0);
     assert_true(wait_count(&counter, 1));
     assert_int_equal(ferry_pool_free(pool), 0);
 }
@@ -61,11 +62,12 @@ static void test_executor_null_args(void **state)
     (void)state;
     ferry_pool *pool = new_pool(1, 0);
     ferry_task *t = NULL;
-    assert_int_equal(ferry_pool_submit(NULL, count_fn, NULL, 0, &t), -EINVAL);
-    assert_int_equal(ferry_pool_submit(pool, NULL, NULL, 0, &t), -EINVAL);
-    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 1u << 7, &t),
+    assert_int_equal(ferry_pool_submit(NULL, count_fn, NULL, NULL, 0, &t),
                      -EINVAL);
-    assert_int_equal(ferry_pool_try_submit(NULL, count_fn, NULL, 0, &t),
+    assert_int_equal(ferry_pool_submit(pool, NULL, NULL, NULL, 0, &t), -EINVAL);
+    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 1u << 7, &t),
+                     -EINVAL);
+    assert_int_equal(ferry_pool_try_submit(NULL, count_fn, NULL, NULL, 0, &t),
                      -EINVAL);
     assert_null(t);
     assert_int_equal(ferry_task_cancel(NULL), -EINVAL);
@@ -148,7 +150,8 @@ static void test_executor_hooks_and_names(void **state)
     ferry_pool *pool = NULL;
     assert_int_equal(ferry_pool_new(&pool, &o), 0);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(ferry_pool_submit(pool, name_fn, NULL, 0, NULL), 0);
+        assert_int_equal(ferry_pool_submit(pool, name_fn, NULL, NULL, 0, NULL),
+                         0);
     assert_true(wait_count(&counter, 10));
     assert_int_equal(ferry_pool_free(pool), 0);
     assert_int_equal(atomic_load(&name_ok), 10);
@@ -162,7 +165,7 @@ static void nested_fn(void *arg)
     ferry_pool *pool = arg;
     atomic_fetch_add(&counter, 1);
     for (int i = 0; i < 3; i++)
-        if (ferry_pool_submit(pool, count_fn, NULL, 0, NULL) != 0)
+        if (ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL) != 0)
             atomic_fetch_add(&counter, 1000000); /* poison */
 }
 
@@ -173,7 +176,8 @@ static void test_executor_submit_nested_and_status(void **state)
     atomic_store(&counter, 0);
     ferry_task *t[50];
     for (int i = 0; i < 50; i++)
-        assert_int_equal(ferry_pool_submit(pool, nested_fn, pool, 0, &t[i]), 0);
+        assert_int_equal(
+            ferry_pool_submit(pool, nested_fn, pool, NULL, 0, &t[i]), 0);
     assert_true(wait_count(&counter, 200));
     for (int i = 0; i < 50; i++) {
         uint64_t end = now_ns() + WAIT_NS;
@@ -185,67 +189,6 @@ static void test_executor_submit_nested_and_status(void **state)
     }
     assert_int_equal(ferry_pool_free(pool), 0);
     assert_int_equal(atomic_load(&counter), 200);
-}
-
-/* ---- cancellation ---- */
-
-static void test_executor_cancel_before_start(void **state)
-{
-    (void)state;
-    ferry_pool *pool = new_pool(1, 1); /* no spare can run the task */
-    struct gate g;
-    gate_init(&g);
-    atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, 0, NULL), 0);
-    gate_wait_entered(&g);
-    ferry_task *t = NULL;
-    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, &t), 0);
-    assert_int_equal(ferry_task_status(t), -EAGAIN);
-    assert_int_equal(ferry_task_cancel(t), 0);
-    assert_int_equal(ferry_task_status(t), -ECANCELED);
-    assert_int_equal(ferry_task_cancel(t), -EALREADY);
-    sem_post(&g.sem);
-    assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, -1, NULL), 0);
-    assert_int_equal(atomic_load(&counter), 0);
-    assert_int_equal(ferry_task_status(t), -ECANCELED);
-    struct ferry_pool_stats st;
-    assert_int_equal(ferry_pool_stats(pool, &st), 0);
-    assert_int_equal(st.cancelled, 1);
-    ferry_task_unref(t);
-    assert_int_equal(ferry_pool_free(pool), 0);
-}
-
-static _Atomic int saw_cancel;
-
-static void cooperative_fn(void *arg)
-{
-    _Atomic int *started = arg;
-    atomic_store(started, 1);
-    uint64_t end = now_ns() + WAIT_NS;
-    while (!ferry_task_cancelled() && now_ns() < end)
-        sleep_ns(100000);
-    atomic_store(&saw_cancel, ferry_task_cancelled() ? 1 : 0);
-}
-
-static void test_executor_cancel_while_running(void **state)
-{
-    (void)state;
-    ferry_pool *pool = new_pool(1, 0);
-    _Atomic int started = 0;
-    atomic_store(&saw_cancel, 0);
-    ferry_task *t = NULL;
-    assert_int_equal(ferry_pool_submit(pool, cooperative_fn, &started, 0, &t),
-                     0);
-    uint64_t end = now_ns() + WAIT_NS;
-    while (!atomic_load(&started) && now_ns() < end)
-        sleep_ns(100000);
-    assert_int_equal(ferry_task_cancel(t), -EBUSY);
-    assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, -1, NULL), 0);
-    assert_int_equal(atomic_load(&saw_cancel), 1);
-    assert_int_equal(ferry_task_status(t), 0); /* it ran to completion */
-    assert_int_equal(ferry_task_cancel(t), -EALREADY);
-    ferry_task_unref(t);
-    assert_int_equal(ferry_pool_free(pool), 0);
 }
 
 /* ---- the internal (bridge) interface ---- */
@@ -311,7 +254,7 @@ static void test_executor_internal_task_interface(void **state)
     /* Cancelled before start: never runs, complete(t, -ECANCELED). */
     struct gate g;
     gate_init(&g);
-    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, NULL, 0, NULL), 0);
     gate_wait_entered(&g);
     itask_prepare(&b, NULL);
     assert_int_equal(ferry__pool_submit_task(pool, &b.t), 0);
@@ -357,36 +300,38 @@ static void test_executor_try_submit_backpressure(void **state)
     struct gate g;
     gate_init(&g);
     atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, NULL, 0, NULL), 0);
     gate_wait_entered(&g);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL),
-                         0);
-    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL),
+        assert_int_equal(
+            ferry_pool_try_submit(pool, count_fn, NULL, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, NULL, 0, NULL),
                      -EAGAIN);
     /* The plain submit is not bounded. */
-    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL), 0);
     struct ferry_pool_stats st;
     assert_int_equal(ferry_pool_stats(pool, &st), 0);
     assert_int_equal(st.queue_depth, 5);
     sem_post(&g.sem);
     assert_true(wait_count(&counter, 5));
     /* Drained: room again. */
-    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                     0);
     assert_true(wait_count(&counter, 6));
     /* Full again behind a held worker, then shut down: a retry could never
      * succeed, so the answer is -ESHUTDOWN, not -EAGAIN. */
     struct gate g2;
     gate_init(&g2);
-    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g2, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g2, NULL, 0, NULL), 0);
     gate_wait_entered(&g2);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
-    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL),
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                         0);
+    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, NULL, 0, NULL),
                      -EAGAIN);
     assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, 0, NULL),
                      -ETIMEDOUT);
-    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, 0, NULL),
+    assert_int_equal(ferry_pool_try_submit(pool, count_fn, NULL, NULL, 0, NULL),
                      -ESHUTDOWN);
     sem_post(&g2.sem);
     assert_int_equal(ferry_pool_free(pool), 0);
@@ -404,7 +349,7 @@ static void drain_fn(void *arg)
     atomic_fetch_add(&counter, 1);
     /* Nested submits stay accepted while the drain runs. */
     if (atomic_load(&counter) % 10 == 0 &&
-        ferry_pool_submit(drain_pool, count_fn, NULL, 0, NULL) != 0)
+        ferry_pool_submit(drain_pool, count_fn, NULL, NULL, 0, NULL) != 0)
         atomic_fetch_add(&counter, 1000000);
 }
 
@@ -414,15 +359,17 @@ static void test_executor_shutdown_drain(void **state)
     drain_pool = new_pool(2, 0);
     atomic_store(&counter, 0);
     for (int i = 0; i < 2000; i++)
-        assert_int_equal(ferry_pool_submit(drain_pool, drain_fn, NULL, 0, NULL),
-                         0);
+        assert_int_equal(
+            ferry_pool_submit(drain_pool, drain_fn, NULL, NULL, 0, NULL), 0);
     assert_int_equal(ferry_pool_shutdown(drain_pool, FERRY_DRAIN, -1, NULL), 0);
     long n = atomic_load(&counter);
     assert_true(n >= 2000 && n < 1000000);
-    assert_int_equal(ferry_pool_submit(drain_pool, count_fn, NULL, 0, NULL),
-                     -ESHUTDOWN);
-    assert_int_equal(ferry_pool_try_submit(drain_pool, count_fn, NULL, 0, NULL),
-                     -ESHUTDOWN);
+    assert_int_equal(
+        ferry_pool_submit(drain_pool, count_fn, NULL, NULL, 0, NULL),
+        -ESHUTDOWN);
+    assert_int_equal(
+        ferry_pool_try_submit(drain_pool, count_fn, NULL, NULL, 0, NULL),
+        -ESHUTDOWN);
     ferry_group g;
     assert_int_equal(ferry_group_init(&g, drain_pool), 0);
     assert_int_equal(ferry_group_spawn(&g, count_fn, NULL, 0), -ESHUTDOWN);
@@ -446,11 +393,12 @@ static void test_executor_shutdown_cancel_with_report(void **state)
     gate_init(&g);
     atomic_store(&counter, 0);
     ferry_task *gt = NULL;
-    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, 0, &gt), 0);
+    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, NULL, 0, &gt), 0);
     gate_wait_entered(&g);
     ferry_task *t[20];
     for (int i = 0; i < 20; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, &t[i]), 0);
+        assert_int_equal(
+            ferry_pool_submit(pool, count_fn, NULL, NULL, 0, &t[i]), 0);
     struct itask it;
     itask_prepare(&it, NULL);
     assert_int_equal(ferry__pool_submit_task(pool, &it.t), 0);
@@ -469,7 +417,7 @@ static void test_executor_shutdown_cancel_with_report(void **state)
     /* The completion hook of a dropped internal task ran, cancelled. */
     assert_int_equal(atomic_load(&it.completes), 1);
     assert_int_equal(atomic_load(&it.status), -ECANCELED);
-    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL),
+    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
                      -ESHUTDOWN);
 
     sem_post(&g.sem);
@@ -494,10 +442,11 @@ static void test_executor_shutdown_drain_timeout(void **state)
     struct gate g;
     gate_init(&g);
     atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, gate_fn, &g, NULL, 0, NULL), 0);
     gate_wait_entered(&g);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                         0);
     struct ferry_pool_report r;
     assert_int_equal(ferry_pool_shutdown(pool, FERRY_DRAIN, 0, &r), -ETIMEDOUT);
     assert_int_equal(r.running, 1);
@@ -525,13 +474,15 @@ static void test_executor_free_from_worker_edeadlk(void **state)
     (void)state;
     self_pool = new_pool(1, 0);
     atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(self_pool, self_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(self_pool, self_fn, NULL, NULL, 0, NULL),
+                     0);
     assert_true(wait_count(&counter, 1));
     assert_int_equal(atomic_load(&self_rc_free), -EDEADLK);
     assert_int_equal(atomic_load(&self_rc_shutdown), -EDEADLK);
     /* The worker's shutdown call did start the shutdown. */
-    assert_int_equal(ferry_pool_submit(self_pool, count_fn, NULL, 0, NULL),
-                     -ESHUTDOWN);
+    assert_int_equal(
+        ferry_pool_submit(self_pool, count_fn, NULL, NULL, 0, NULL),
+        -ESHUTDOWN);
     assert_int_equal(ferry_pool_free(self_pool), 0);
 }
 
@@ -551,7 +502,8 @@ static void test_executor_stats(void **state)
     ferry_pool *pool = new_pool(2, 0);
     atomic_store(&counter, 0);
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                         0);
     struct ferry_pool_stats st;
     assert_int_equal(ferry_pool_stats(pool, &st), 0);
     assert_int_equal(st.threads_total, 2);
@@ -577,8 +529,6 @@ int main(void)
         cmocka_unit_test(test_executor_null_args),
         cmocka_unit_test(test_executor_hooks_and_names),
         cmocka_unit_test(test_executor_submit_nested_and_status),
-        cmocka_unit_test(test_executor_cancel_before_start),
-        cmocka_unit_test(test_executor_cancel_while_running),
         cmocka_unit_test(test_executor_internal_task_interface),
         cmocka_unit_test(test_executor_try_submit_backpressure),
         cmocka_unit_test(test_executor_shutdown_drain),

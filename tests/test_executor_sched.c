@@ -102,9 +102,11 @@ static void test_executor_group_wait_across_pools(void **state)
     other_pool = new_pool(1, 0);
     sem_init(&cross_sem, 0, 0);
     atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(pool, cross_wait_fn, NULL, 0, NULL), 0);
+    assert_int_equal(
+        ferry_pool_submit(pool, cross_wait_fn, NULL, NULL, 0, NULL), 0);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                         0);
     /* The waiter's core went to a spare: the 10 tasks run meanwhile. */
     assert_true(wait_count(&counter, 10));
     sem_post(&cross_sem);
@@ -127,7 +129,7 @@ static void test_executor_idle_pool_uses_no_cpu(void **state)
         skip(); /* valgrind's own scheduler burns CPU */
     ferry_pool *pool = new_pool(2, 0);
     atomic_store(&counter, 0);
-    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+    assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL), 0);
     assert_true(wait_count(&counter, 1));
     sleep_ns(50000000); /* let the spinning searchers park */
     double c0 = cpu_seconds();
@@ -175,7 +177,8 @@ static void hwm_cpu_fn(void *arg)
     spin(20000);
     cpu_leave();
     atomic_fetch_add(&counter, 1);
-    if (arg != NULL && ferry_pool_submit(arg, hwm_cpu_fn, NULL, 0, NULL) != 0)
+    if (arg != NULL &&
+        ferry_pool_submit(arg, hwm_cpu_fn, NULL, NULL, 0, NULL) != 0)
         atomic_fetch_add(&counter, 1000000);
 }
 
@@ -216,16 +219,17 @@ static void test_executor_cpu_high_water(void **state)
     atomic_store(&all_hwm, 0);
     long n = 0;
     for (int i = 0; i < 100; i++) {
-        assert_int_equal(
-            ferry_pool_submit(pool, hwm_cpu_fn, i % 2 ? pool : NULL, 0, NULL),
-            0);
+        assert_int_equal(ferry_pool_submit(pool, hwm_cpu_fn,
+                                           i % 2 ? pool : NULL, NULL, 0, NULL),
+                         0);
         n += i % 2 ? 2 : 1;
         if (i % 3 == 0) {
             assert_int_equal(ferry_pool_submit(pool, hwm_blocking_fn, NULL,
-                                               FERRY_TASK_BLOCKING, NULL),
+                                               NULL, FERRY_TASK_BLOCKING, NULL),
                              0);
             assert_int_equal(
-                ferry_pool_submit(pool, hwm_section_fn, NULL, 0, NULL), 0);
+                ferry_pool_submit(pool, hwm_section_fn, NULL, NULL, 0, NULL),
+                0);
             n += 2;
         }
     }
@@ -247,7 +251,7 @@ static void blocked_parent_fn(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 5; i++)
-        if (ferry_pool_submit(retake_pool, count_fn, NULL, 0, NULL) != 0)
+        if (ferry_pool_submit(retake_pool, count_fn, NULL, NULL, 0, NULL) != 0)
             return;
     /* Blocks (flagged) until its own children ran elsewhere. */
     atomic_store(&retake_ok, wait_count(&counter, 5));
@@ -257,7 +261,7 @@ static void blocked_section_fn(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 5; i++)
-        if (ferry_pool_submit(retake_pool, count_fn, NULL, 0, NULL) != 0)
+        if (ferry_pool_submit(retake_pool, count_fn, NULL, NULL, 0, NULL) != 0)
             return;
     ferry_blocking_begin();
     atomic_store(&retake_ok, wait_count(&counter, 5));
@@ -272,7 +276,7 @@ static void test_executor_blocked_core_retaken(void **state)
         retake_pool = new_pool(1, 4);
         atomic_store(&counter, 0);
         atomic_store(&retake_ok, -1);
-        assert_int_equal(ferry_pool_submit(retake_pool, fns[k], NULL,
+        assert_int_equal(ferry_pool_submit(retake_pool, fns[k], NULL, NULL,
                                            k == 0 ? FERRY_TASK_BLOCKING : 0,
                                            NULL),
                          0);
@@ -304,7 +308,7 @@ static void spin_blocking_fn(void *arg)
 static void spin_for_child_fn(void *arg)
 {
     (void)arg;
-    if (ferry_pool_submit(retake_pool, count_fn, NULL, 0, NULL) != 0)
+    if (ferry_pool_submit(retake_pool, count_fn, NULL, NULL, 0, NULL) != 0)
         return;
     uint64_t end = now_ns() + WAIT_NS;
     while (atomic_load(&counter) < 1 && now_ns() < end)
@@ -319,11 +323,12 @@ static void test_executor_spinning_holder_grace(void **state)
     atomic_store(&counter, 0);
     atomic_store(&spin_ns, 0);
     assert_int_equal(ferry_pool_submit(pool, spin_blocking_fn,
-                                       (void *)(uintptr_t)1000000,
+                                       (void *)(uintptr_t)1000000, NULL,
                                        FERRY_TASK_BLOCKING, NULL),
                      0);
     for (int i = 0; i < 8; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                         0);
     assert_true(wait_count(&counter, 8));
     struct ferry_pool_stats st;
     assert_int_equal(ferry_pool_stats(pool, &st), 0);
@@ -340,7 +345,7 @@ static void test_executor_spinning_holder_grace(void **state)
     atomic_store(&counter, 0);
     atomic_store(&retake_ok, -1);
     assert_int_equal(ferry_pool_submit(retake_pool, spin_for_child_fn, NULL,
-                                       FERRY_TASK_BLOCKING, NULL),
+                                       NULL, FERRY_TASK_BLOCKING, NULL),
                      0);
     assert_int_equal(ferry_pool_free(retake_pool), 0);
     assert_int_equal(atomic_load(&retake_ok), 1);
@@ -360,7 +365,7 @@ static void test_executor_blocking_growth(void **state)
     atomic_store(&counter, 0);
     uint64_t t0 = now_ns();
     for (int i = 0; i < 200; i++)
-        assert_int_equal(ferry_pool_submit(pool, sleeper_fn, NULL,
+        assert_int_equal(ferry_pool_submit(pool, sleeper_fn, NULL, NULL,
                                            FERRY_TASK_BLOCKING, NULL),
                          0);
     assert_true(wait_count(&counter, 200));
@@ -397,7 +402,7 @@ static void test_executor_spares_retire(void **state)
     assert_int_equal(ferry_pool_new(&pool, &o), 0);
     atomic_store(&counter, 0);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(ferry_pool_submit(pool, hwm_blocking_fn, NULL,
+        assert_int_equal(ferry_pool_submit(pool, hwm_blocking_fn, NULL, NULL,
                                            FERRY_TASK_BLOCKING, NULL),
                          0);
     assert_true(wait_count(&counter, 4));
@@ -434,9 +439,10 @@ static void test_executor_starvation_check(void **state)
     atomic_store(&counter, 0);
     /* Blocks without saying so, on the only core. */
     assert_int_equal(
-        ferry_pool_submit(pool, unflagged_blocker_fn, NULL, 0, NULL), 0);
+        ferry_pool_submit(pool, unflagged_blocker_fn, NULL, NULL, 0, NULL), 0);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, 0, NULL), 0);
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL),
+                         0);
     /* They run while the blocker still blocks: a spare got the core. */
     assert_true(wait_count(&counter, 10));
     struct ferry_pool_stats st;
@@ -458,7 +464,7 @@ static void post_fn(void *arg)
 
 static void post_nested_fn(void *arg)
 {
-    if (ferry_pool_submit(arg, post_fn, NULL, 0, NULL) != 0)
+    if (ferry_pool_submit(arg, post_fn, NULL, NULL, 0, NULL) != 0)
         atomic_fetch_add(&counter, 1);
 }
 
@@ -478,11 +484,12 @@ static void test_executor_no_lost_wakeup(void **state)
         int burst = 1 + (int)((seed >> 4) % 3);
         for (int k = 0; k < burst; k++) {
             if (k == 2)
-                assert_int_equal(
-                    ferry_pool_submit(pool, post_nested_fn, pool, 0, NULL), 0);
+                assert_int_equal(ferry_pool_submit(pool, post_nested_fn, pool,
+                                                   NULL, 0, NULL),
+                                 0);
             else
                 assert_int_equal(
-                    ferry_pool_submit(pool, post_fn, NULL, 0, NULL), 0);
+                    ferry_pool_submit(pool, post_fn, NULL, NULL, 0, NULL), 0);
         }
         for (int k = 0; k < burst; k++) {
             struct timespec ts;

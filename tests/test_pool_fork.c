@@ -74,9 +74,9 @@ static int child_main(void)
     ferry_task *h = NULL;
     struct ferry_pool_stats st;
     ferry_group g;
-    if (ferry_pool_submit(pool, child_fn, NULL, 0, &h) != -ECHILD)
+    if (ferry_pool_submit(pool, child_fn, NULL, NULL, 0, &h) != -ECHILD)
         return 1;
-    if (ferry_pool_try_submit(pool, child_fn, NULL, 0, &h) != -ECHILD)
+    if (ferry_pool_try_submit(pool, child_fn, NULL, NULL, 0, &h) != -ECHILD)
         return 2;
     if (ferry_pool_stats(pool, &st) != -ECHILD)
         return 3;

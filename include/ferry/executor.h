@@ -204,14 +204,21 @@ FERRY_API int ferry_pool_shutdown(ferry_pool *pool, int mode,
  *
  * Returns: 0, -EINVAL (NULL pool or fn, unknown flags), -ENOMEM,
  *          -ESHUTDOWN (the pool is shutting down or shut down), -ECHILD.
- *          On error nothing was scheduled.
- * Ownership: when out is not NULL, *out holds a reference on the task
- *          handle; drop it with ferry_task_unref (at any time, also before
- *          the task runs). arg stays the caller's.
- * Thread: any. fn runs on a worker, once, unless the task is cancelled.
+ *          On error nothing was scheduled and dispose is not called.
+ * Ownership: exactly one of fn(arg) and dispose(arg) runs, once: dispose
+ *          (when not NULL) when the task is dropped without running (it
+ *          was cancelled before it started, or the pool was shut down with
+ *          FERRY_CANCEL_PENDING), so an arg the task owns is never leaked.
+ *          (A forked child abandons the parent's queued tasks: neither
+ *          runs there.) When out is not NULL, *out holds a reference on
+ *          the task handle; drop it with ferry_task_unref (at any time,
+ *          also before the task runs).
+ * Thread: any. fn runs on a worker; dispose on the thread that drops the
+ *          task (a worker, or the one in ferry_pool_shutdown/free).
  */
 FERRY_API int ferry_pool_submit(ferry_pool *pool, ferry_task_fn *fn, void *arg,
-                                unsigned flags, ferry_task **out);
+                                ferry_free_fn *dispose, unsigned flags,
+                                ferry_task **out);
 
 /**
  * As ferry_pool_submit, but refuse when queue_limit tasks are already
@@ -226,12 +233,14 @@ FERRY_API int ferry_pool_submit(ferry_pool *pool, ferry_task_fn *fn, void *arg,
  * Thread: any.
  */
 FERRY_API int ferry_pool_try_submit(ferry_pool *pool, ferry_task_fn *fn,
-                                    void *arg, unsigned flags,
-                                    ferry_task **out);
+                                    void *arg, ferry_free_fn *dispose,
+                                    unsigned flags, ferry_task **out);
 
 /**
- * Cancel a task. Before it started, it will never run (0). While it runs,
- * set the flag that ferry_task_cancelled() reports to it (-EBUSY).
+ * Cancel a task. Before it started, it will never run (0); its dispose, if
+ * any, runs when the pool drops it (a worker soon takes it off its queue,
+ * or the shutdown does). While it runs, set the flag that
+ * ferry_task_cancelled() reports to it (-EBUSY).
  *
  * Returns: 0 (it will not run), -EBUSY (running: flag set), -EALREADY
  *          (finished, or cancelled before), -EINVAL (NULL).

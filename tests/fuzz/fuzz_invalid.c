@@ -209,11 +209,12 @@ static void invalid_pool(unsigned k)
                  -EINVAL);
         break;
     case 35:
-        CHECK_RC(ferry_pool_submit(NULL, fz_task_fn, NULL, 0, NULL), DOC_SUBMIT,
-                 -EINVAL);
-        CHECK_RC(ferry_pool_submit(fz_persistent_pool, NULL, NULL, 0, NULL),
+        CHECK_RC(ferry_pool_submit(NULL, fz_task_fn, NULL, NULL, 0, NULL),
                  DOC_SUBMIT, -EINVAL);
-        CHECK_RC(ferry_pool_try_submit(NULL, fz_task_fn, NULL, 0, NULL),
+        CHECK_RC(
+            ferry_pool_submit(fz_persistent_pool, NULL, NULL, NULL, 0, NULL),
+            DOC_SUBMIT, -EINVAL);
+        CHECK_RC(ferry_pool_try_submit(NULL, fz_task_fn, NULL, NULL, 0, NULL),
                  DOC_TRY_SUBMIT, -EINVAL);
         break;
     }

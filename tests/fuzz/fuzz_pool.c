@@ -104,12 +104,12 @@ void fz_op_pool_submit(uint8_t a, uint8_t b, uint8_t c)
      * once it is shut down: the limit is checked first (executor/pool.c). */
     if (b & 8)
         rc = (int)CHECK_RC(
-            ferry_pool_try_submit(pool, fz_task_fn, (void *)(uintptr_t)c, flags,
-                                  keep ? &t : NULL),
+            ferry_pool_try_submit(pool, fz_task_fn, (void *)(uintptr_t)c, NULL,
+                                  flags, keep ? &t : NULL),
             DOC_TRY_SUBMIT, sel == 1 && expect != -EINVAL ? ANY : expect);
     else
         rc = (int)CHECK_RC(ferry_pool_submit(pool, fz_task_fn,
-                                             (void *)(uintptr_t)c, flags,
+                                             (void *)(uintptr_t)c, NULL, flags,
                                              keep ? &t : NULL),
                            DOC_SUBMIT, expect);
     if (rc == 0 && keep)
