@@ -160,17 +160,115 @@ static bool all_done(struct load *l)
 /* One run with the N-th call failing (n = 0: none). Returns the fault
  * kind that fired; *stalls counts loop sleeps that hit the 2 s bound with
  * work outstanding. */
+/* The loop thread's share of the load: ops offloads and ops promises,
+ * each promise resolved by a pool task (or here, if that submit fails). */
+static void submit_load(struct load *l, struct load **self)
+{
+    for (long i = 0; i < l->ops; i++) {
+        self[i] = l;
+        int rc = ferry_run_in_executor(l->loop, l->pool, offload_fn, &self[i],
+                                       NULL, &l->off[l->off_accepted]);
+        if (rc == 0)
+            l->off_accepted++;
+        else if (rc == -ENOMEM)
+            l->off_refused++;
+        else
+            l->bad++;
+        ferry_promise *p;
+        rc = ferry_promise_new(l->loop, NULL, &p, &l->pr[l->pr_accepted]);
+        if (rc == -ENOMEM) {
+            l->pr_refused++;
+            continue;
+        }
+        if (rc != 0) {
+            l->bad++;
+            continue;
+        }
+        l->pr_accepted++;
+        /* A pool task resolves it; if the submit is refused, we do. */
+        rc = ferry_pool_submit(l->pool, resolve_task, p, NULL, 0, NULL);
+        if (rc != 0) {
+            l->bad += rc != -ENOMEM;
+            resolve_task(p);
+        }
+    }
+}
+
+/* A sleep that lasted the whole bound with work outstanding: say what
+ * the loop and the pool looked like. */
+static void print_stall(struct load *l, long n,
+                        const struct ferry_loop_stats *ls0,
+                        const struct ferry_loop_stats *ls1)
+{
+    long off = 0, pro = 0;
+    for (long i = 0; i < l->off_accepted; i++)
+        off += !ferry_future_done(l->off[i]);
+    for (long i = 0; i < l->pr_accepted; i++)
+        pro += !ferry_future_done(l->pr[i]);
+    struct ferry_pool_stats st;
+    ferry_pool_stats(l->pool, &st);
+    print_message(
+        "stall: n %ld fired %u; foreign done %d; offloads "
+        "pending %ld, promises pending %ld; pool: threads "
+        "%u idle %u blocked %u queued %lu spares %lu; "
+        "inbox %d polling %d pending %d; this sleep drained %lu posts, %lu "
+        "wakeups written\n",
+        n, atomic_load(&fault_fired), atomic_load(&l->foreign_done), off, pro,
+        st.threads_total, st.threads_idle, st.threads_blocked,
+        (unsigned long)st.queue_depth, (unsigned long)st.spares_created,
+        ferry__inbox_nonempty(l->loop), atomic_load(&l->loop->polling),
+        atomic_load(&l->loop->wake_pending),
+        (unsigned long)(ls1->posts - ls0->posts),
+        (unsigned long)(ls1->wakeups_written - ls0->wakeups_written));
+}
+
+/* Run the loop until everything resolved (30 sleeps at most), counting
+ * the sleeps that lasted their whole bound with work outstanding. */
+static void drive_load(struct load *l, long n, long *stalls)
+{
+    uint64_t start = ferry__now_ns();
+    while (!all_done(l) && ferry__now_ns() - start < 30 * SLEEP_NS) {
+        uint64_t t0 = ferry__now_ns();
+        struct ferry_loop_stats ls0, ls1;
+        ferry_loop_stats(l->loop, &ls0);
+        assert_int_equal(ferry_loop_run_once(l->loop, SLEEP_NS), 0);
+        ferry_loop_stats(l->loop, &ls1);
+        if (ferry__now_ns() - t0 < SLEEP_NS || all_done(l))
+            continue;
+        (*stalls)++;
+        print_stall(l, n, &ls0, &ls1);
+    }
+}
+
+/* Every accepted future resolved once, with its own value. */
+static void check_load(struct load *l)
+{
+    for (long i = 0; i < l->off_accepted; i++) {
+        void *v = NULL;
+        if (ferry_future_result(l->off[i], &v) != 0 || v == NULL ||
+            *(struct load **)v != l)
+            l->bad++;
+        ferry_future_unref(l->off[i]);
+    }
+    for (long i = 0; i < l->pr_accepted; i++) {
+        void *v = NULL;
+        if (ferry_future_result(l->pr[i], &v) != 0 || v == NULL)
+            l->bad++;
+        ferry_future_unref(l->pr[i]);
+    }
+}
+
 static unsigned run_load(long n, long ops, long *stalls, struct load *out)
 {
     static struct load l;
     static struct foreign fo[FOREIGN];
+    static struct load *self[MAX_OPS];
     memset(&l, 0, sizeof l);
     l.ops = ops;
     struct ferry_pool_opts po = {.threads = 1, .max_threads = 8};
     assert_int_equal(ferry_loop_new(&l.loop, NULL), 0);
     assert_int_equal(ferry_pool_new(&l.pool, &po), 0);
     fault_watch_fd(l.loop->efd);
-    static struct load *self[MAX_OPS];
     if (n > 0)
         fault_arm(FAULT_ALLOC | FAULT_THREAD | FAULT_WRITE, n, true);
     pthread_t t[FOREIGN];
@@ -180,82 +278,12 @@ static unsigned run_load(long n, long ops, long *stalls, struct load *out)
         if (__real_pthread_create(&t[i], NULL, foreign_main, &fo[i]) != 0)
             fail();
     }
-    for (long i = 0; i < ops; i++) {
-        self[i] = &l;
-        int rc = ferry_run_in_executor(l.loop, l.pool, offload_fn, &self[i],
-                                       NULL, &l.off[l.off_accepted]);
-        if (rc == 0)
-            l.off_accepted++;
-        else if (rc == -ENOMEM)
-            l.off_refused++;
-        else
-            l.bad++;
-        ferry_promise *p;
-        rc = ferry_promise_new(l.loop, NULL, &p, &l.pr[l.pr_accepted]);
-        if (rc == -ENOMEM) {
-            l.pr_refused++;
-            continue;
-        }
-        if (rc != 0) {
-            l.bad++;
-            continue;
-        }
-        l.pr_accepted++;
-        /* A pool task resolves it; if the submit is refused, we do. */
-        rc = ferry_pool_submit(l.pool, resolve_task, p, NULL, 0, NULL);
-        if (rc != 0) {
-            l.bad += rc != -ENOMEM;
-            resolve_task(p);
-        }
-    }
-    uint64_t start = ferry__now_ns();
-    while (!all_done(&l) && ferry__now_ns() - start < 30 * SLEEP_NS) {
-        uint64_t t0 = ferry__now_ns();
-        struct ferry_loop_stats ls0, ls1;
-        ferry_loop_stats(l.loop, &ls0);
-        assert_int_equal(ferry_loop_run_once(l.loop, SLEEP_NS), 0);
-        ferry_loop_stats(l.loop, &ls1);
-        if (ferry__now_ns() - t0 < SLEEP_NS || all_done(&l))
-            continue;
-        (*stalls)++;
-        long off = 0, pro = 0;
-        for (long i = 0; i < l.off_accepted; i++)
-            off += !ferry_future_done(l.off[i]);
-        for (long i = 0; i < l.pr_accepted; i++)
-            pro += !ferry_future_done(l.pr[i]);
-        struct ferry_pool_stats st;
-        ferry_pool_stats(l.pool, &st);
-        print_message(
-            "stall: n %ld fired %u; foreign done %d; offloads "
-            "pending %ld, promises pending %ld; pool: threads "
-            "%u idle %u blocked %u queued %lu spares %lu; "
-            "inbox %d polling %d pending %d; this sleep drained %lu posts, %lu "
-            "wakeups written\n",
-            n, atomic_load(&fault_fired), atomic_load(&l.foreign_done), off,
-            pro, st.threads_total, st.threads_idle, st.threads_blocked,
-            (unsigned long)st.queue_depth, (unsigned long)st.spares_created,
-            ferry__inbox_nonempty(l.loop), atomic_load(&l.loop->polling),
-            atomic_load(&l.loop->wake_pending),
-            (unsigned long)(ls1.posts - ls0.posts),
-            (unsigned long)(ls1.wakeups_written - ls0.wakeups_written));
-    }
+    submit_load(&l, self);
+    drive_load(&l, n, stalls);
     for (int i = 0; i < FOREIGN; i++)
         pthread_join(t[i], NULL);
     unsigned fired = fault_disarm();
-    /* Every accepted future resolved once, with its own value. */
-    for (long i = 0; i < l.off_accepted; i++) {
-        void *v = NULL;
-        if (ferry_future_result(l.off[i], &v) != 0 || v == NULL ||
-            *(struct load **)v != &l)
-            l.bad++;
-        ferry_future_unref(l.off[i]);
-    }
-    for (long i = 0; i < l.pr_accepted; i++) {
-        void *v = NULL;
-        if (ferry_future_result(l.pr[i], &v) != 0 || v == NULL)
-            l.bad++;
-        ferry_future_unref(l.pr[i]);
-    }
+    check_load(&l);
     assert_int_equal(ferry_pool_free(l.pool), 0);
     fault_unwatch_fd(l.loop->efd);
     assert_int_equal(ferry_loop_free(l.loop), 0);
