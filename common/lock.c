@@ -19,6 +19,8 @@
  *
  * Thread: any.
  */
+#include <errno.h>
+
 #include "common/base.h"
 
 enum { SPINS = 64 };
@@ -35,12 +37,16 @@ void ferry__lock_slow(struct ferry__lock *l)
             break; /* sleepers already: join them */
         ferry__cpu_relax();
     }
+    int saved = errno; /* the futex call may set it; callers keep theirs */
     while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
         (void)ferry__futex_wait(&l->v, 2, 0);
+    errno = saved;
 }
 
 void ferry__unlock_wake(struct ferry__lock *l)
 {
+    int saved = errno;
     atomic_store_explicit(&l->v, 0, memory_order_release);
     ferry__futex_wake(&l->v, 1);
+    errno = saved;
 }

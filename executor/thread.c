@@ -82,18 +82,55 @@ int ferry__gettid(void)
     return (int)syscall(SYS_gettid);
 }
 
+/* The /proc read below holds a descriptor for a few microseconds. A fork
+ * in that window would leave the child a descriptor nothing closes
+ * (O_CLOEXEC only helps an exec), so fork waits for the read: the prepare
+ * handler takes this lock, and both sides release it after the fork (in
+ * the child the forking thread, which holds it, is the one that runs). */
+static pthread_mutex_t proc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t proc_once = PTHREAD_ONCE_INIT;
+
+static void proc_prepare(void)
+{
+    pthread_mutex_lock(&proc_lock);
+}
+
+static void proc_release(void)
+{
+    pthread_mutex_unlock(&proc_lock);
+}
+
+static void proc_setup(void)
+{
+    /* Fails only on memory exhaustion; the window stays as narrow. */
+    (void)pthread_atfork(proc_prepare, proc_release, proc_release);
+}
+
+static ssize_t read_task_stat(int tid, char *buf, size_t size)
+{
+    char path[48];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    pthread_once(&proc_once, proc_setup);
+    pthread_mutex_lock(&proc_lock);
+    ssize_t n = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, buf, size - 1);
+        close(fd);
+    }
+    pthread_mutex_unlock(&proc_lock);
+    return n;
+}
+
 bool ferry__thread_on_cpu(int tid)
 {
     /* /proc/self/task/TID/stat: "tid (comm) S ...", the state letter after
      * the last ')' (comm may hold anything). open/read, not stdio: no
-     * allocation on the monitor's thread. */
-    char path[48], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+     * allocation on the monitor's thread. errno is left as it was. */
+    char buf[256];
+    int saved = errno;
+    ssize_t n = read_task_stat(tid, buf, sizeof buf);
+    errno = saved;
     if (n <= 0)
         return false;
     buf[n] = '\0';
