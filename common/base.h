@@ -90,7 +90,10 @@ void ferry__futex_wake(_Atomic uint32_t *addr, int count);
 struct ferry__lock {
     _Atomic uint32_t v;
 };
-#define FERRY__LOCK_INIT {0}
+#define FERRY__LOCK_INIT                                                       \
+    {                                                                          \
+        0                                                                      \
+    }
 void ferry__lock_slow(struct ferry__lock *l);
 void ferry__unlock_wake(struct ferry__lock *l);
 

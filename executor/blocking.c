@@ -372,6 +372,9 @@ static bool holder_on_cpu_locked(ferry_pool *pool, struct ferry__core *c,
     *skip = false;
     if (now - c->mon_since >= RUNNABLE_GRACE_NS || c->holder == NULL)
         return true;
+    /* Relaxed: tid orders nothing. The record outlives the pool's
+     * threads; an unchanged word after relocking (its seq is new for each
+     * blocking episode) means the same holder in the same episode. */
     int tid = atomic_load_explicit(&c->holder->tid, memory_order_relaxed);
     if (tid == 0)
         return true;

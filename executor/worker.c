@@ -389,6 +389,8 @@ void *ferry__worker_main(void *arg)
     struct ferry__worker *w = arg;
     ferry_pool *pool = w->pool;
     tls_worker = w;
+    /* Relaxed: the monitor reads it as a hint (holder_on_cpu_locked); a
+     * 0 or stale value only makes it retake sooner, never wrongly. */
     atomic_store_explicit(&w->tid, ferry__gettid(), memory_order_relaxed);
     char index[12];
     snprintf(index, sizeof index, "%u", w->index);

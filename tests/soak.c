@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "soak.h"
+#include "tests/fds.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SOAK_SANITIZED 1
@@ -60,30 +61,6 @@ static long rss_kb(void)
         resident = -1;
     fclose(f);
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/* Descriptors that could leak: each loop's epoll and eventfd (anonymous
- * inodes) and the socketpairs. Files are left out: the pool's monitor
- * reads /proc/self/task/TID/stat through a descriptor it closes at once,
- * and a sample could catch it open. */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[300], target[64];
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(path, target, sizeof target - 1);
-        target[len > 0 ? len : 0] = '\0';
-        if (strncmp(target, "anon_inode:", 11) == 0 ||
-            strncmp(target, "socket:", 7) == 0)
-            n++;
-    }
-    closedir(d);
-    return n;
 }
 
 static double lag_pct(const struct lp *l, double q)
@@ -128,7 +105,7 @@ struct run {
 
 static void start_load(struct run *r)
 {
-    r->fds_before = count_fds();
+    r->fds_before = count_leakable_fds();
     struct ferry_pool_opts po = {.max_threads = 8, .keepalive_ns = 100000000};
     assert_int_equal(ferry_pool_new(&soak_pool, &po), 0);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, r->sv), 0);
@@ -160,7 +137,7 @@ static void sample(struct run *r)
         if (next > now)
             sleep_ns(next - now);
         r->rss[i] = rss_kb();
-        r->fds[i] = count_fds();
+        r->fds[i] = count_leakable_fds();
     }
 }
 
@@ -176,7 +153,7 @@ static void stop_load(struct run *r, pthread_t producer)
     assert_int_equal(ferry_pool_free(soak_pool), 0);
     close(r->sv[0]);
     close(r->sv[1]);
-    r->fds_after = count_fds();
+    r->fds_after = count_leakable_fds();
 }
 
 /* ---- figures ---- */
