@@ -75,8 +75,8 @@ struct list {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t key;
-static _Thread_local struct list tls[FERRY__CACHE_CLASSES];
-static _Thread_local bool tls_registered;
+static FERRY__TLS struct list tls[FERRY__CACHE_CLASSES];
+static FERRY__TLS bool tls_registered;
 
 static void free_chain(struct block *b)
 {
@@ -175,7 +175,7 @@ void *ferry__cache_get(enum ferry__cache_class c)
             register_thread();
         b = depot_get(&depots[c]);
         if (b == NULL)
-            return malloc(class_size[c]);
+            return aligned_alloc(64, class_size[c]);
         l->n = b->len;
     }
     l->head = b->next;

@@ -37,7 +37,7 @@ static const struct {
     {ECHILD, "Object inherited across fork; call its after_fork first"},
 };
 
-static _Thread_local char fallback[64];
+static FERRY__TLS char fallback[64];
 
 FERRY_API const char *ferry_strerror(int err)
 {

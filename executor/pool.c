@@ -325,7 +325,7 @@ int ferry__submit(ferry_pool *pool, struct ferry__task *t, uint64_t limit)
     /* Timing is sampled (a clock read costs about as much as the rest of
      * a submit): one task in FERRY__TIME_SAMPLE per submitting thread
      * carries its enqueue time, and only those are timed by the worker. */
-    static _Thread_local unsigned submits;
+    static FERRY__TLS unsigned submits;
     t->enqueue_ns = submits++ % FERRY__TIME_SAMPLE == 0 ? ferry__now_ns() : 0;
     bool edge = true;
     if (w != NULL) {

@@ -43,8 +43,8 @@ enum {
     DEQUE_LOG2_CAP = 8,               /* 256 slots to start with */
 };
 
-static _Thread_local struct ferry__worker *tls_worker;
-static _Thread_local struct ferry__task *tls_task;
+static FERRY__TLS struct ferry__worker *tls_worker;
+static FERRY__TLS struct ferry__task *tls_task;
 
 struct ferry__worker *ferry__worker_self(void)
 {

@@ -31,8 +31,8 @@
 
 #define WAKE_TAG UINT64_MAX
 
-static _Thread_local ferry_loop *tls_running;
-static _Thread_local unsigned tls_gen;
+static FERRY__TLS ferry_loop *tls_running;
+static FERRY__TLS unsigned tls_gen;
 
 bool ferry__loop_stale(const ferry_loop *loop)
 {
