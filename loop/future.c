@@ -15,15 +15,19 @@
  * done callbacks on the loop: directly when the completing thread is the
  * loop's owner, else through the loop's inbox (the future's embedded post
  * node, used once). Callbacks are registered and dispatched on the owner
- * thread only, and `dispatched` (owner-only) decides whether a new
- * registration joins the list or goes straight to the ready queue, so
- * registration order holds even when completion raced registration.
+ * thread only. The first one is embedded in the future (cb0) and reaches
+ * the ready queue as the future's own node (the post node, free again once
+ * the inbox is drained), so an offload with one callback allocates nothing
+ * more; further ones are handles on the `cbs` list. `cbs` becoming
+ * FERRY__CBS_DISPATCHED (owner-only) decides whether a new registration
+ * joins them or goes straight to the ready queue, so registration order
+ * holds even when completion raced registration.
  *
  * References: the resolver must hold one for the duration of its call (the
  * ec bump happens after the state store, when a waiter may already have
  * returned and dropped its own). The post holds one while in the inbox (and
- * hands it to the first callback it dispatches);
- * each dispatched callback handle holds one until it has run.
+ * hands it to the first callback it dispatches); each dispatched callback
+ * (cb0's node or a handle) holds one until it has run.
  *
  * Thread: see include/ferry/future.h per function.
  */
@@ -41,8 +45,10 @@ void ferry__future_init(ferry_future *f, ferry_loop *loop,
     f->result = NULL;
     f->dtor = NULL;
     f->loop = loop;
-    f->cbs_head = f->cbs_tail = NULL;
-    f->dispatched = false;
+    f->cb0.fn = NULL;
+    f->cb0.arg = NULL;
+    f->cb0.dispose = NULL;
+    f->cbs = NULL;
     f->ops = ops;
     atomic_init(&f->notify, NULL);
     if (loop != NULL)
@@ -72,10 +78,22 @@ FERRY_API void ferry_future_ref(ferry_future *fut)
         atomic_fetch_add_explicit(&fut->refs, 1, memory_order_relaxed);
 }
 
+static void drop_cb0(ferry_future *f)
+{
+    ferry_free_fn *dispose = f->cb0.dispose;
+    f->cb0.fn = NULL;
+    f->cb0.dispose = NULL;
+    if (dispose != NULL)
+        dispose(f->cb0.arg);
+}
+
 static void drop_callbacks(ferry_future *f)
 {
-    struct ferry_handle *h = f->cbs_head;
-    f->cbs_head = f->cbs_tail = NULL;
+    struct ferry_handle *h = f->cbs;
+    f->cbs = FERRY__CBS_DISPATCHED;
+    if (h == FERRY__CBS_DISPATCHED)
+        return;
+    drop_cb0(f);
     while (h != NULL) {
         struct ferry_handle *next = h->next;
         ferry__handle_drop(h);
@@ -110,26 +128,57 @@ FERRY_API void ferry_future_unref(ferry_future *fut)
     destroy(fut);
 }
 
-/* Owner thread: move the callbacks to the ready queue, in order. Each
- * queued callback holds a reference on f; `ref` is one the caller hands
- * over (the inbox post's), given to the first callback instead of taking a
- * new one. Returns whether it was used (else the caller still owns it). */
+/* cb0 in the ready queue: run it, then drop the queue's reference. */
+static ferry__anyfn *cb0_run(struct ferry__rnode *n)
+{
+    ferry_future *f = ferry__container_of(n, ferry_future, rnode);
+    ferry_future_cb *fn = f->cb0.fn;
+    f->cb0.fn = NULL;
+    f->cb0.dispose = NULL;
+    fn(f, f->cb0.arg);
+    ferry_future_unref(f);
+    return (ferry__anyfn *)fn;
+}
+
+static void cb0_drop(struct ferry__rnode *n)
+{
+    ferry_future *f = ferry__container_of(n, ferry_future, rnode);
+    drop_cb0(f);
+    ferry_future_unref(f);
+}
+
+static const struct ferry__rnode_ops cb0_ready = {.run = cb0_run,
+                                                  .drop = cb0_drop};
+
+/* Owner thread: move the callbacks to the ready queue, in order: cb0 (the
+ * future's own node), then the handles. Each queued callback holds a
+ * reference on f; `ref` is one the caller hands over (the inbox post's),
+ * given to the first callback instead of taking a new one. Returns whether
+ * it was used (else the caller still owns it). The inbox post is consumed
+ * by now, so the node it shares with cb0 is free. */
 static bool dispatch(ferry_future *f, bool ref)
 {
     ferry_loop *loop = f->loop;
-    bool closed = atomic_load_explicit(&loop->closed, memory_order_relaxed);
-    f->dispatched = true;
-    if (closed) {
+    if (atomic_load_explicit(&loop->closed, memory_order_relaxed)) {
         drop_callbacks(f);
         return false;
     }
-    struct ferry_handle *h = f->cbs_head;
-    bool used = ref && h != NULL;
-    f->cbs_head = f->cbs_tail = NULL;
+    struct ferry_handle *h = f->cbs;
+    f->cbs = FERRY__CBS_DISPATCHED;
+    bool used = false;
+    if (f->cb0.fn != NULL) {
+        if (!ref)
+            ferry_future_ref(f);
+        used = ref;
+        ref = false;
+        f->rnode.ops = &cb0_ready;
+        ferry__ready_push_node(loop, &f->rnode);
+    }
     while (h != NULL) {
         struct ferry_handle *next = h->next;
         if (!ref)
             ferry_future_ref(f);
+        used |= ref;
         ref = false;
         h->fut = f;
         ferry__ready_push(loop, h);
@@ -352,24 +401,29 @@ FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
         return rc;
     if (atomic_load_explicit(&fut->loop->closed, memory_order_relaxed))
         return -ESHUTDOWN;
+    if (fut->cbs == NULL && fut->cb0.fn == NULL) {
+        fut->cb0.fn = cb; /* the common case: no handle */
+        fut->cb0.arg = arg;
+        fut->cb0.dispose = dispose;
+        return 0;
+    }
     struct ferry_handle *h =
         ferry__handle_new(fut->loop, HANDLE_DONE, NULL, arg, dispose);
     if (h == NULL)
         return -ENOMEM;
     h->fn.fcb = cb;
     h->state = HANDLE_SCHEDULED;
-    if (fut->dispatched) { /* already done: still never inline */
+    if (fut->cbs == FERRY__CBS_DISPATCHED) { /* done: still never inline */
         ferry_future_ref(fut);
         h->fut = fut;
         ferry__ready_push(fut->loop, h);
         ferry__handle_put(h);
         return 0;
     }
-    if (fut->cbs_tail != NULL)
-        fut->cbs_tail->next = h;
-    else
-        fut->cbs_head = h;
-    fut->cbs_tail = h;
+    struct ferry_handle **link = &fut->cbs; /* after cb0 and the others */
+    while (*link != NULL)
+        link = &(*link)->next;
+    *link = h;
     return 0;
 }
 
@@ -379,9 +433,14 @@ FERRY_API int ferry_future_remove_done_callback(ferry_future *fut,
     int rc = check_callbacks(fut);
     if (rc < 0)
         return rc;
+    if (fut->cbs == FERRY__CBS_DISPATCHED)
+        return 0; /* scheduled already: asyncio removes nothing either */
     int removed = 0;
-    struct ferry_handle **link = &fut->cbs_head;
-    struct ferry_handle *prev = NULL;
+    if (fut->cb0.fn == cb && fut->cb0.arg == arg) {
+        drop_cb0(fut);
+        removed++;
+    }
+    struct ferry_handle **link = &fut->cbs;
     while (*link != NULL) {
         struct ferry_handle *h = *link;
         if (h->fn.fcb == cb && h->arg == arg) {
@@ -391,10 +450,8 @@ FERRY_API int ferry_future_remove_done_callback(ferry_future *fut,
             removed++;
             continue;
         }
-        prev = h;
         link = &h->next;
     }
-    fut->cbs_tail = prev;
     return removed;
 }
 

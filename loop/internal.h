@@ -42,6 +42,29 @@ struct ferry__post {
     const struct ferry__post_ops *ops;
 };
 
+/*
+ * A node of the ready queue (owner thread only): a handle, or a future
+ * whose first done callback is embedded in it (future.c), so that the
+ * common single callback of an offload costs no handle. run calls the
+ * node's callback unless it was cancelled, then releases the queue's
+ * reference; it returns the callback's address (for the slow-callback
+ * hook), or NULL if nothing ran. drop disposes instead (the loop closed).
+ * A node is never in the inbox and the ready queue at once, so handles
+ * and futures keep the two in one union.
+ */
+struct ferry__rnode;
+typedef void ferry__anyfn(void);
+
+struct ferry__rnode_ops {
+    ferry__anyfn *(*run)(struct ferry__rnode *n);
+    void (*drop)(struct ferry__rnode *n);
+};
+
+struct ferry__rnode {
+    struct ferry__rnode *next;
+    const struct ferry__rnode_ops *ops;
+};
+
 enum handle_kind {
     HANDLE_CALL,  /* fn.cb(arg): call_soon, timers, threadsafe posts */
     HANDLE_DONE,  /* fn.fcb(fut, arg): a future's done callback */
@@ -62,7 +85,7 @@ enum handle_state {
  * watcher table and the user (when asked for) each hold one.
  */
 struct ferry_handle {
-    struct ferry_handle *next; /* ready queue or done-callback list */
+    struct ferry_handle *next; /* a future's done-callback list */
     ferry_loop *loop;
     union {
         ferry_cb *cb;
@@ -78,12 +101,15 @@ struct ferry_handle {
     uint8_t kind;            /* enum handle_kind */
     uint8_t state;           /* enum handle_state */
     bool queued;             /* in the ready queue right now */
-    struct ferry__post post; /* threadsafe posts travel the inbox in it */
+    union {
+        struct ferry__post post;   /* threadsafe posts travel the inbox */
+        struct ferry__rnode rnode; /* then the ready queue */
+    };
 };
 
 struct ferry__ready {
-    struct ferry_handle *head;
-    struct ferry_handle *tail;
+    struct ferry__rnode *head;
+    struct ferry__rnode *tail;
 };
 
 struct ferry__timers {
@@ -187,14 +213,15 @@ struct ferry__notify {
 };
 
 #define FERRY__NOTIFY_CLOSED ((struct ferry__notify *)(uintptr_t)1)
+#define FERRY__CBS_DISPATCHED ((struct ferry_handle *)(uintptr_t)1)
 
 /*
  * The future body, visible so that the bridge can embed one in a job (one
  * allocation per offload). state and refs are C11 atomics; ec is ck's and
  * only touched through ck_ec; result/err/dtor are written by the single
  * winner of the PENDING/RUNNING -> COMPLETING CAS and published by the
- * release store of the final state. The done-callback list and
- * `dispatched` belong to the loop's owner thread.
+ * release store of the final state. The done callbacks (cb0,
+ * cbs) belong to the loop's owner thread.
  */
 struct ferry_future {
     _Atomic uint32_t state;
@@ -203,11 +230,22 @@ struct ferry_future {
     int err;
     void *result;
     ferry_free_fn *dtor;
-    ferry_loop *loop;              /* bound loop (holds a reference), or NULL */
-    struct ferry_handle *cbs_head; /* done callbacks not yet dispatched */
-    struct ferry_handle *cbs_tail;
-    bool dispatched;         /* callbacks moved to the ready queue */
-    struct ferry__post post; /* completion notice from another thread */
+    ferry_loop *loop; /* bound loop (holds a reference), or NULL */
+    /* The first done callback, embedded (fn == NULL: none); it reaches
+     * the ready queue as the future's own rnode. */
+    struct {
+        ferry_future_cb *fn;
+        void *arg;
+        ferry_free_fn *dispose;
+    } cb0;
+    /* Further callbacks, registered after cb0 while it was taken, as
+     * handles; FERRY__CBS_DISPATCHED once the callbacks went to the ready
+     * queue (later ones then go there directly). */
+    struct ferry_handle *cbs;
+    union {
+        struct ferry__post post;   /* completion notice from another thread */
+        struct ferry__rnode rnode; /* then cb0 in the ready queue */
+    };
     const struct ferry__future_ops *ops; /* NULL: plain heap future */
     /* Notifiers run by the completing thread (wrap uses one); a Treiber
      * list closed by FERRY__NOTIFY_CLOSED at completion. */
@@ -254,6 +292,7 @@ struct ferry_handle *ferry__handle_new(ferry_loop *loop, enum handle_kind kind,
 void ferry__handle_put(struct ferry_handle *h);
 void ferry__handle_drop(struct ferry_handle *h);
 void ferry__ready_push(ferry_loop *loop, struct ferry_handle *h);
+void ferry__ready_push_node(ferry_loop *loop, struct ferry__rnode *n);
 void ferry__ready_run(ferry_loop *loop);
 void ferry__ready_term(ferry_loop *loop);
 

@@ -65,112 +65,140 @@ void ferry__handle_drop(struct ferry_handle *h)
         h->dispose(h->arg);
 }
 
+void ferry__ready_push_node(ferry_loop *loop, struct ferry__rnode *n)
+{
+    n->next = NULL;
+    if (loop->ready.tail != NULL)
+        loop->ready.tail->next = n;
+    else
+        loop->ready.head = n;
+    loop->ready.tail = n;
+}
+
+static ferry__anyfn *handle_run(struct ferry__rnode *n);
+static void handle_drop_queued(struct ferry__rnode *n);
+
+static const struct ferry__rnode_ops handle_ready = {
+    .run = handle_run,
+    .drop = handle_drop_queued,
+};
+
 void ferry__ready_push(ferry_loop *loop, struct ferry_handle *h)
 {
     if (h->queued)
         return;
     h->queued = true;
     h->refs++;
-    h->next = NULL;
     if (h->kind != HANDLE_WATCH)
         h->state = HANDLE_SCHEDULED;
-    if (loop->ready.tail != NULL)
-        loop->ready.tail->next = h;
-    else
-        loop->ready.head = h;
-    loop->ready.tail = h;
+    h->rnode.ops = &handle_ready;
+    ferry__ready_push_node(loop, &h->rnode);
 }
 
-static const char *symbol_of(const struct ferry_handle *h)
+static ferry__anyfn *fn_addr(const struct ferry_handle *h)
+{
+    return h->kind == HANDLE_DONE ? (ferry__anyfn *)h->fn.fcb
+                                  : (ferry__anyfn *)h->fn.cb;
+}
+
+static ferry__anyfn *handle_run(struct ferry__rnode *n)
+{
+    struct ferry_handle *h = ferry__container_of(n, struct ferry_handle, rnode);
+    ferry__anyfn *ran = NULL;
+    h->queued = false;
+    if (h->state != HANDLE_DROPPED) {
+        ran = fn_addr(h);
+        switch ((enum handle_kind)h->kind) {
+        case HANDLE_CALL:
+            h->state = HANDLE_RAN;
+            h->fn.cb(h->arg);
+            break;
+        case HANDLE_DONE:
+            h->state = HANDLE_RAN;
+            ferry__future_run_done(h);
+            break;
+        case HANDLE_WATCH:
+            h->fn.cb(h->arg);
+            break;
+        }
+    }
+    ferry__handle_put(h);
+    return ran;
+}
+
+static void handle_drop_queued(struct ferry__rnode *n)
+{
+    struct ferry_handle *h = ferry__container_of(n, struct ferry_handle, rnode);
+    h->queued = false;
+    if (h->kind != HANDLE_WATCH)
+        ferry__handle_drop(h);
+    ferry__handle_put(h);
+}
+
+static const char *symbol_of(ferry__anyfn *fn)
 {
     void *addr;
     /* Function pointer to object pointer: not ISO C, but POSIX dlsym
      * requires the two to be interchangeable; memcpy avoids the warning. */
-    if (h->kind == HANDLE_DONE)
-        memcpy(&addr, &h->fn.fcb, sizeof addr);
-    else
-        memcpy(&addr, &h->fn.cb, sizeof addr);
+    memcpy(&addr, &fn, sizeof addr);
     Dl_info info;
     if (dladdr(addr, &info) == 0 || info.dli_sname == NULL)
         return NULL;
     return info.dli_sname;
 }
 
-static void run_one(struct ferry_handle *h)
-{
-    switch ((enum handle_kind)h->kind) {
-    case HANDLE_CALL:
-        h->state = HANDLE_RAN;
-        h->fn.cb(h->arg);
-        break;
-    case HANDLE_DONE:
-        h->state = HANDLE_RAN;
-        ferry__future_run_done(h);
-        break;
-    case HANDLE_WATCH:
-        h->fn.cb(h->arg);
-        break;
-    }
-}
-
 /* Forked inside a callback: the rest of the batch goes back to the front of
  * the queue, unrun; the child decides (after_fork) whether to go on. */
-static void requeue(ferry_loop *loop, struct ferry_handle *h)
+static void requeue(ferry_loop *loop, struct ferry__rnode *n)
 {
-    struct ferry_handle *last = h;
+    struct ferry__rnode *last = n;
     while (last->next != NULL)
         last = last->next;
     last->next = loop->ready.head;
     if (loop->ready.head == NULL)
         loop->ready.tail = last;
-    loop->ready.head = h;
+    loop->ready.head = n;
 }
 
 void ferry__ready_run(ferry_loop *loop)
 {
-    struct ferry_handle *h = loop->ready.head;
+    struct ferry__rnode *n = loop->ready.head;
     loop->ready.head = loop->ready.tail = NULL;
     uint64_t t0 = loop->slow_hook != NULL ? ferry__now_ns() : 0;
-    while (h != NULL) {
+    while (n != NULL) {
         if (ferry__loop_stale(loop)) {
-            requeue(loop, h);
+            requeue(loop, n);
             return;
         }
-        struct ferry_handle *next = h->next;
-        h->next = NULL;
-        h->queued = false;
-        if (h->state != HANDLE_DROPPED) {
-            run_one(h);
-            ferry__loop_count(&loop->stats.callbacks);
-            if (loop->slow_hook != NULL) {
-                uint64_t t1 = ferry__now_ns();
-                /* t0 == 0: the hook was set by this very callback. */
-                if (t0 != 0 && t1 - t0 >= loop->slow_threshold) {
-                    ferry__loop_count(&loop->stats.slow_callbacks);
-                    loop->slow_hook(loop->slow_arg, symbol_of(h), t1 - t0);
-                    t1 = ferry__now_ns(); /* don't bill the hook */
-                }
-                t0 = t1;
-            } else {
-                t0 = 0;
+        struct ferry__rnode *next = n->next;
+        ferry__anyfn *ran = n->ops->run(n); /* n may be freed */
+        n = next;
+        if (ran == NULL)
+            continue;
+        ferry__loop_count(&loop->stats.callbacks);
+        if (loop->slow_hook != NULL) {
+            uint64_t t1 = ferry__now_ns();
+            /* t0 == 0: the hook was set by this very callback. */
+            if (t0 != 0 && t1 - t0 >= loop->slow_threshold) {
+                ferry__loop_count(&loop->stats.slow_callbacks);
+                loop->slow_hook(loop->slow_arg, symbol_of(ran), t1 - t0);
+                t1 = ferry__now_ns(); /* don't bill the hook */
             }
+            t0 = t1;
+        } else {
+            t0 = 0;
         }
-        ferry__handle_put(h);
-        h = next;
     }
 }
 
 void ferry__ready_term(ferry_loop *loop)
 {
-    struct ferry_handle *h = loop->ready.head;
+    struct ferry__rnode *n = loop->ready.head;
     loop->ready.head = loop->ready.tail = NULL;
-    while (h != NULL) {
-        struct ferry_handle *next = h->next;
-        h->queued = false;
-        if (h->kind != HANDLE_WATCH)
-            ferry__handle_drop(h);
-        ferry__handle_put(h);
-        h = next;
+    while (n != NULL) {
+        struct ferry__rnode *next = n->next;
+        n->ops->drop(n);
+        n = next;
     }
 }
 
