@@ -141,13 +141,17 @@ struct ferry_loop {
     _Atomic int stopping;
     _Atomic bool closed;
     _Atomic bool running;
-    _Atomic uint32_t refs;
     _Atomic uint64_t wakeups_written;
     _Atomic bool default_pool_shut; /* bridge/: this loop called
                                        ferry_loop_shutdown_default_executor */
     _Atomic bool embedded; /* ferry_loop_fd was called: polling stays set
                               so that posts wake the embedder's poll */
     int efd; /* eventfd: closed on the last unref, never by close */
+    /* Every future bound to the loop holds a reference, so the owner bumps
+     * this twice per offload: on the producers' line above it made every
+     * completion's read of polling miss (false sharing), hence a line of
+     * its own. */
+    alignas(FERRY__CACHELINE) _Atomic uint32_t refs;
 
     /* owner-only */
     alignas(FERRY__CACHELINE) pthread_t owner;
