@@ -3,49 +3,170 @@
  *
  * Made on first use of ferry_run_in_executor(pool = NULL) and shared by
  * every loop of the process (one cap on threads for all of them, unlike
- * asyncio's executor per loop). A mutex guards the pointer; the pool
- * itself is thread-safe. ferry_loop_shutdown_default_executor detaches it
- * under the mutex, then drains and frees it outside: later users from
- * other loops build a fresh one, the loop that shut it down gets
- * -ESHUTDOWN (asyncio's rule).
+ * asyncio's executor per loop). ferry_loop_shutdown_default_executor
+ * detaches it, then drains it: later users from other loops build a fresh
+ * one, the loop that shut it down gets -ESHUTDOWN (asyncio's rule).
+ *
+ * No lock on the hot path: the pool sits in a small reference-counted
+ * holder. The global slot holds one reference, and each loop that used
+ * the pool caches the holder with a reference of its own (loop->dp, owner
+ * only), so an offload costs two loads and two compares. The memory stays
+ * valid while the loop holds its reference, whatever another loop's
+ * shutdown does meanwhile; the pool is freed by whoever drops the last
+ * reference (the shutdown, a loop noticing the change, or a loop's close).
+ * The lock guards only the slot and the epoch's writers.
+ *
+ * A shutdown bumps `epoch` after detaching the holder. A loop whose cached
+ * epoch differs drops its reference and takes the current holder. Relaxed
+ * loads of the epoch suffice: the holder's memory is protected by the
+ * reference, not by the epoch; a loop that reads the old value in the
+ * middle of a shutdown submits to the pool being shut down, which either
+ * takes the task (and drains it) or refuses it with -ESHUTDOWN, and that
+ * refusal sends the submitter back here for a fresh pool (retry below).
  *
  * Fork: a pool built before fork() is stale in the child (its threads do
- * not exist there); the child's first use abandons it (its memory is a
- * copy, and freeing it would join threads that are not there) and builds a
- * new one (libuv's reset-on-fork idea).
+ * not exist there); the child abandons it (its memory is a copy, and
+ * freeing it would join threads that are not there), the slot's and every
+ * loop's reference alike, and builds a new one (libuv's reset-on-fork
+ * idea).
  *
  * Thread: any; ferry_loop_shutdown_default_executor on the loop's owner.
  */
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "bridge/internal.h"
 
+struct ferry__dpool {
+    ferry_pool *pool;
+    _Atomic uint32_t refs; /* the slot's and each caching loop's */
+    unsigned gen;          /* ferry__fork_gen() when it was built */
+};
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static ferry_pool *default_pool; /* lock */
-static unsigned default_gen;     /* lock: fork generation it was built in */
+static struct ferry__dpool *slot; /* lock */
+static _Atomic uint64_t epoch;    /* written under the lock */
+
+static void *reap(void *arg)
+{
+    ferry_pool_free(arg);
+    return NULL;
+}
+
+/* Free a pool from a thread that may be one of its workers (a loop run
+ * inside a task): then only another thread can join them. */
+static void pool_free_anywhere(ferry_pool *pool)
+{
+    if (ferry_pool_free(pool) != -EDEADLK)
+        return;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* No thread to spare: the pool is leaked rather than joined from
+     * inside itself. */
+    (void)pthread_create(&t, &attr, reap, pool);
+    pthread_attr_destroy(&attr);
+}
+
+static void dpool_unref(struct ferry__dpool *d)
+{
+    if (d->gen != ferry__fork_gen())
+        return; /* the parent's: abandoned */
+    /* Acq_rel: every holder's use of the pool happens-before the free. */
+    if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pool_free_anywhere(d->pool);
+    free(d);
+}
+
+/* Owner thread, from the loop's close (loop->dp_release). */
+static void loop_release(void *dp)
+{
+    dpool_unref(dp);
+}
+
+static void drop_cached(ferry_loop *loop)
+{
+    struct ferry__dpool *d = loop->dp;
+    loop->dp = NULL;
+    loop->dp_release = NULL;
+    if (d != NULL)
+        dpool_unref(d);
+}
+
+/* Lock held: the current holder, built if there is none (or only the
+ * parent's). */
+static int current_locked(struct ferry__dpool **out)
+{
+    if (slot != NULL && slot->gen != ferry__fork_gen())
+        slot = NULL; /* inherited: abandoned, see above */
+    if (slot == NULL) {
+        struct ferry__dpool *d = malloc(sizeof *d);
+        if (d == NULL)
+            return -ENOMEM;
+        int rc = ferry_pool_new(&d->pool, NULL);
+        if (rc < 0) {
+            free(d);
+            return rc;
+        }
+        atomic_init(&d->refs, 1);
+        d->gen = ferry__fork_gen();
+        slot = d;
+    }
+    *out = slot;
+    return 0;
+}
+
+static int refresh(ferry_loop *loop)
+{
+    drop_cached(loop);
+    struct ferry__dpool *d = NULL;
+    pthread_mutex_lock(&lock);
+    int rc = current_locked(&d);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+        loop->dp = d;
+        loop->dp_epoch = atomic_load_explicit(&epoch, memory_order_relaxed);
+        loop->dp_release = loop_release;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
 
 int ferry__default_pool(ferry_loop *loop, ferry_pool **out)
 {
     if (atomic_load_explicit(&loop->default_pool_shut, memory_order_relaxed))
         return -ESHUTDOWN;
-    int rc = 0;
-    pthread_mutex_lock(&lock);
-    if (default_pool != NULL && default_gen != ferry__fork_gen())
-        default_pool = NULL; /* inherited: abandoned, see above */
-    if (default_pool == NULL) {
-        rc = ferry_pool_new(&default_pool, NULL);
+    struct ferry__dpool *d = loop->dp;
+    if (d == NULL || d->gen != ferry__fork_gen() ||
+        loop->dp_epoch != atomic_load_explicit(&epoch, memory_order_relaxed)) {
+        int rc = refresh(loop);
         if (rc < 0)
-            default_pool = NULL;
-        default_gen = ferry__fork_gen();
+            return rc;
+        d = loop->dp;
     }
-    *out = default_pool;
-    pthread_mutex_unlock(&lock);
-    return rc;
+    *out = d->pool;
+    return 0;
 }
 
-static void *reap(void *arg)
+bool ferry__default_pool_retry(ferry_loop *loop)
 {
-    ferry_pool_free(arg);
+    /* The submit was refused: if the pool was swapped meanwhile (another
+     * loop shut it down), a fresh one may take it. */
+    return !atomic_load_explicit(&loop->default_pool_shut,
+                                 memory_order_relaxed) &&
+           loop->dp != NULL &&
+           loop->dp_epoch != atomic_load_explicit(&epoch, memory_order_relaxed);
+}
+
+/* Wait for the stragglers past the caller's deadline, then drop the
+ * slot's reference. */
+static void *drain_then_unref(void *arg)
+{
+    struct ferry__dpool *d = arg;
+    (void)ferry_pool_shutdown(d->pool, FERRY_DRAIN, -1, NULL);
+    dpool_unref(d);
     return NULL;
 }
 
@@ -58,23 +179,31 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
     if (timeout_ns < -1)
         return -EINVAL;
     atomic_store_explicit(&loop->default_pool_shut, true, memory_order_relaxed);
+    drop_cached(loop);
     pthread_mutex_lock(&lock);
-    ferry_pool *pool = default_gen == ferry__fork_gen() ? default_pool : NULL;
-    default_pool = NULL;
+    struct ferry__dpool *d =
+        slot != NULL && slot->gen == ferry__fork_gen() ? slot : NULL;
+    slot = NULL;
+    atomic_store_explicit(&epoch,
+                          atomic_load_explicit(&epoch, memory_order_relaxed) +
+                              1,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&lock);
-    if (pool == NULL)
+    if (d == NULL)
         return 0;
-    rc = ferry_pool_shutdown(pool, FERRY_DRAIN, timeout_ns, NULL);
-    if (rc == 0)
-        return ferry_pool_free(pool);
+    rc = ferry_pool_shutdown(d->pool, FERRY_DRAIN, timeout_ns, NULL);
+    if (rc == 0) {
+        dpool_unref(d); /* frees it, unless a loop still caches it */
+        return 0;
+    }
     /* Still running past the deadline: a detached thread waits for the
-     * stragglers and frees the pool, so this loop is not held up. */
+     * stragglers and drops the reference, so this loop is not held up. */
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, reap, pool) != 0)
-        (void)ferry_pool_free(pool); /* no thread to spare: wait here */
+    if (pthread_create(&t, &attr, drain_then_unref, d) != 0)
+        (void)drain_then_unref(d); /* no thread to spare: wait here */
     pthread_attr_destroy(&attr);
     return -ETIMEDOUT;
 }

@@ -38,5 +38,8 @@ int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
 /* default_pool.c: the process-wide default pool, made on first use.
  * Returns 0, -ESHUTDOWN (this loop shut it down), -ENOMEM, -EAGAIN. */
 int ferry__default_pool(ferry_loop *loop, ferry_pool **out);
+/* After the default pool refused a submit with -ESHUTDOWN: whether another
+ * loop swapped it meanwhile, so that a retry may get a fresh one. */
+bool ferry__default_pool_retry(ferry_loop *loop);
 
 #endif /* FERRY_BRIDGE_INTERNAL_H */

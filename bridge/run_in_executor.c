@@ -138,12 +138,14 @@ FERRY_API int ferry_run_in_executor(ferry_loop *loop, ferry_pool *pool,
     int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (pool == NULL) {
+    if (pool != NULL)
+        return ferry__job_submit(loop, pool, fn, arg, result_dtor, out);
+    do {
         rc = ferry__default_pool(loop, &pool);
-        if (rc < 0)
-            return rc;
-    }
-    return ferry__job_submit(loop, pool, fn, arg, result_dtor, out);
+        if (rc == 0)
+            rc = ferry__job_submit(loop, pool, fn, arg, result_dtor, out);
+    } while (rc == -ESHUTDOWN && ferry__default_pool_retry(loop));
+    return rc;
 }
 
 FERRY_API int ferry_pool_submit_future(ferry_pool *pool, ferry_work_fn *fn,

@@ -168,6 +168,12 @@ struct ferry_loop {
     uint64_t slow_threshold;
     int64_t spin_ns;     /* busy-poll budget before blocking; < 0: never */
     uint64_t posts_seen; /* stats.posts at the previous iteration */
+    /* bridge/default_pool.c: the default pool's holder this loop caches
+     * (with a reference), the epoch it was read at, and how close drops
+     * the reference. */
+    void *dp;
+    uint64_t dp_epoch;
+    void (*dp_release)(void *dp);
     /* Counters for ferry_loop_stats. Written by the owner only, but read
      * from any thread ("Thread: any"), so relaxed atomics bumped with a
      * load and a store (ferry__loop_count): no locked RMW on the hot path,

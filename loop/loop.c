@@ -150,6 +150,10 @@ static void close_all(ferry_loop *loop, bool stale)
     ferry__io_term(loop);
     ferry__poller_term(&loop->poller);
     atomic_store_explicit(&loop->polling, 0, memory_order_relaxed);
+    if (loop->dp_release != NULL) /* the default pool's holder (bridge/) */
+        loop->dp_release(loop->dp);
+    loop->dp = NULL;
+    loop->dp_release = NULL;
 }
 
 FERRY_API int ferry_loop_close(ferry_loop *loop)
