@@ -16,9 +16,16 @@
  *                dropped task, cancels the future first)
  *
  * References on the future: the caller's, and the job's in flight (taken
- * at submit, dropped in job_complete). A late result (the future was
- * cancelled while fn ran) rides the job's spare node to the loop and its
- * dtor runs there, holding one more reference while queued.
+ * at submit), dropped at the end of job_run, or by job_complete for a
+ * task the pool dropped unrun. It must outlive the completion's post: the
+ * post's producer still reads the loop (the wake-up) after the push that
+ * lets the loop free the future, and the future holds the loop. The task
+ * is FERRY__TASK_OWN_STATE: the future's state arbitrates start against
+ * cancel, so the pool keeps no task state (no start CAS, no DONE store)
+ * and leaves the block alone once job_run returns (executor/internal.h).
+ * A late result (the
+ * future was cancelled while fn ran) rides the job's spare node to the
+ * loop and its dtor runs there, holding one more reference while queued.
  *
  * Thread: ferry_run_in_executor on the loop's owner; ferry_pool_submit_
  * future anywhere; job_run/job_complete on workers.
@@ -30,9 +37,10 @@
 static void job_cancel(ferry_future *f)
 {
     struct ferry__job *j = ferry__container_of(f, struct ferry__job, fut);
-    /* 0: never runs (job_complete comes with -ECANCELED); -EBUSY: running,
-     * the cooperative flag is set; -EALREADY: finished. */
-    (void)ferry__task_cancel(&j->task);
+    /* The future's CAS decided: fn never starts, or it runs and may poll
+     * ferry_task_cancelled(), whose flag this is (relaxed: a hint that
+     * publishes nothing). */
+    atomic_store_explicit(&j->task.cancel_requested, 1, memory_order_relaxed);
 }
 
 static void job_release(ferry_future *f)
@@ -86,24 +94,25 @@ static void hand_late_result(struct ferry__job *j, void *result)
 static void job_run(void *arg)
 {
     struct ferry__job *j = arg;
-    if (!ferry__future_try_start(&j->fut))
-        return; /* cancelled before it started: fn never runs */
-    void *result = NULL;
-    int rc = j->u.fn(j->arg, &result);
-    if (rc < 0) {
-        (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
-        return;
-    }
-    if (ferry__future_resolve(&j->fut, result, j->dtor, 0) == -EALREADY)
-        hand_late_result(j, result);
+    if (ferry__future_try_start(&j->fut)) {
+        void *result = NULL;
+        int rc = j->u.fn(j->arg, &result);
+        if (rc < 0)
+            (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
+        else if (ferry__future_resolve(&j->fut, result, j->dtor, 0) ==
+                 -EALREADY)
+            hand_late_result(j, result);
+    } /* else cancelled first: fn never runs */
+    ferry_future_unref(&j->fut); /* the job's in-flight ref */
 }
 
 static void job_complete(struct ferry__task *t, int status)
 {
+    if (status == 0)
+        return; /* job_run dropped the reference; t may be gone */
     struct ferry__job *j = ferry__container_of(t, struct ferry__job, task);
-    if (status == -ECANCELED)
-        (void)ferry_future_cancel(&j->fut); /* dropped unrun (shutdown) */
-    ferry_future_unref(&j->fut);            /* the job's in-flight ref */
+    (void)ferry_future_cancel(&j->fut); /* dropped unrun (shutdown) */
+    ferry_future_unref(&j->fut);        /* the job's in-flight ref */
 }
 
 int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
@@ -117,7 +126,8 @@ int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
     j->u.fn = fn;
     j->arg = arg;
     j->dtor = dtor;
-    ferry__task_init(&j->task, job_run, j, job_complete, FERRY_TASK_BLOCKING);
+    ferry__task_init(&j->task, job_run, j, job_complete,
+                     FERRY_TASK_BLOCKING | FERRY__TASK_OWN_STATE);
     int rc = ferry__pool_submit_task(pool, &j->task);
     if (rc < 0) {
         ferry_loop_unref(loop); /* taken by ferry__future_init */

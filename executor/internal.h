@@ -22,6 +22,13 @@
  * before that it may (fn returning is not the end: the pool still stores
  * the task's final state), so t may be freed or reused only from complete
  * or after it.
+ *
+ * A task flagged FERRY__TASK_OWN_STATE (the bridge's jobs) arbitrates
+ * start against cancel itself (its future's state does): the pool then
+ * keeps no state for it (no start CAS, no DONE store; ferry__task_cancel
+ * does not apply, the owner sets cancel_requested directly), reads
+ * complete before fn, and touches t no more once fn has returned, so fn
+ * may hand t's memory on (and complete(t, 0) must not touch it).
  */
 #ifndef FERRY_EXECUTOR_INTERNAL_H
 #define FERRY_EXECUTOR_INTERNAL_H
@@ -53,6 +60,8 @@ enum ferry__task_state {
 
 /* Every flag a caller may pass. */
 #define FERRY__TASK_PUBLIC_FLAGS ((unsigned)FERRY_TASK_BLOCKING)
+/* Internal: see the file comment. */
+#define FERRY__TASK_OWN_STATE (1u << 15)
 
 struct ferry__task {
     struct ferry__task *next;          /* injection-queue link */

@@ -335,13 +335,15 @@ void ferry__run_task(struct ferry__worker *w, struct ferry__task *t)
     ferry_pool *pool = w->pool;
     ferry__stat_inc(&w->st.started);
     uint32_t expect = FERRY__TASK_PENDING;
+    bool own = (t->flags & FERRY__TASK_OWN_STATE) != 0;
     /* Acquire: pairs with the acq_rel CAS in ferry__task_cancel, so a
      * canceller's writes are visible to the completion hook. Exactly one
-     * of this CAS and the canceller's succeeds. */
+     * of this CAS and the canceller's succeeds. An OWN_STATE task's owner
+     * arbitrates with its own CAS (the bridge's future). */
     if (ferry__pool_state(pool) == FERRY__POOL_CANCEL ||
-        !atomic_compare_exchange_strong_explicit(
-            &t->state, &expect, FERRY__TASK_RUNNING, memory_order_acquire,
-            memory_order_acquire)) {
+        (!own && !atomic_compare_exchange_strong_explicit(
+                     &t->state, &expect, FERRY__TASK_RUNNING,
+                     memory_order_acquire, memory_order_acquire))) {
         ferry__drop_task(pool, w, t);
         return;
     }
@@ -353,10 +355,11 @@ void ferry__run_task(struct ferry__worker *w, struct ferry__task *t)
     struct ferry__task *outer = tls_task;
     set_current(w, t);
     bool blocking = (t->flags & FERRY_TASK_BLOCKING) != 0;
+    ferry__task_complete_fn *complete = t->complete;
     w->nest++;
     if (blocking)
         ferry__blocking_enter(w);
-    t->fn(t->arg);
+    t->fn(t->arg); /* an OWN_STATE task may be gone from here on */
     if (blocking)
         ferry__blocking_exit(w, w->nest == 1);
     w->nest--;
@@ -364,10 +367,11 @@ void ferry__run_task(struct ferry__worker *w, struct ferry__task *t)
     if (start != 0)
         ferry__hist_add(w->st.run_time, ferry__now_ns() - start);
     ferry__stat_inc(&w->st.completed);
-    ferry__task_complete_fn *complete = t->complete;
     /* Release: fn's effects before DONE, for ferry__task_cancel's and
      * ferry_task_status's acquire loads. */
-    atomic_store_explicit(&t->state, FERRY__TASK_DONE, memory_order_release);
+    if (!own)
+        atomic_store_explicit(&t->state, FERRY__TASK_DONE,
+                              memory_order_release);
     complete(t, 0); /* t may be freed from here on */
 }
 

@@ -104,7 +104,10 @@ struct ferry_pool_opts {
  */
 struct ferry_pool_stats {
     uint64_t submitted;         /* tasks accepted by submit or spawn */
-    uint64_t completed;         /* tasks whose fn ran */
+    uint64_t completed;         /* tasks whose fn ran (an offload of
+                                   bridge.h counts here even when its
+                                   future was cancelled first and its fn
+                                   never ran: its future decides) */
     uint64_t cancelled;         /* tasks dropped without running fn */
     uint64_t stolen;            /* tasks moved by a thief */
     uint64_t parks;             /* times a worker went to sleep */

@@ -149,6 +149,10 @@ enum { W_VALUE, W_ERROR, W_NULL, W_SPIN_CANCEL };
 
 int fz_work_fn(void *arg, void **result);
 void fz_task_fn(void *arg);
+/* A pool task with a record (struct rec *arg): fn counts a run, dispose a
+ * dispose. */
+void fz_task_rec_fn(void *arg);
+void fz_task_rec_dispose(void *arg);
 
 /* ---- records: one per registration ---- */
 

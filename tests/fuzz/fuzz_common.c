@@ -182,6 +182,18 @@ void fz_task_fn(void *arg)
     burn((unsigned)(uintptr_t)arg);
 }
 
+void fz_task_rec_fn(void *arg)
+{
+    struct rec *r = arg;
+    burn(r->arg);
+    atomic_fetch_add(&r->runs, 1);
+}
+
+void fz_task_rec_dispose(void *arg)
+{
+    atomic_fetch_add(&((struct rec *)arg)->disposes, 1);
+}
+
 /* ---- shared state ---- */
 
 struct ctx *fz_ctx;

@@ -99,19 +99,34 @@ void fz_op_pool_submit(uint8_t a, uint8_t b, uint8_t c)
     int64_t expect = pool == NULL || (flags & ~FERRY_TASK_BLOCKING)
                          ? -EINVAL
                          : fz_pool_expect(sel);
+    /* b & 16: the task carries a record and a dispose, and the oracle
+     * checks that exactly one of fn and dispose ran (a cancel before the
+     * start, a FERRY_CANCEL_PENDING shutdown, or neither). */
+    struct rec *r = (b & 16) ? fz_new_rec(REC_ONCE, NULL) : NULL;
+    ferry_task_fn *fn = fz_task_fn;
+    ferry_free_fn *dispose = NULL;
+    void *arg = (void *)(uintptr_t)c;
+    if (r != NULL) {
+        r->dispose = true;
+        r->arg = c;
+        fn = fz_task_rec_fn;
+        dispose = fz_task_rec_dispose;
+        arg = r;
+    }
     int rc;
     /* try_submit on the per-input pool (queue_limit) may say -EAGAIN, also
      * once it is shut down: the limit is checked first (executor/pool.c). */
     if (b & 8)
-        rc = (int)CHECK_RC(
-            ferry_pool_try_submit(pool, fz_task_fn, (void *)(uintptr_t)c, NULL,
-                                  flags, keep ? &t : NULL),
-            DOC_TRY_SUBMIT, sel == 1 && expect != -EINVAL ? ANY : expect);
+        rc = (int)CHECK_RC(ferry_pool_try_submit(pool, fn, arg, dispose, flags,
+                                                 keep ? &t : NULL),
+                           DOC_TRY_SUBMIT,
+                           sel == 1 && expect != -EINVAL ? ANY : expect);
     else
-        rc = (int)CHECK_RC(ferry_pool_submit(pool, fz_task_fn,
-                                             (void *)(uintptr_t)c, NULL, flags,
+        rc = (int)CHECK_RC(ferry_pool_submit(pool, fn, arg, dispose, flags,
                                              keep ? &t : NULL),
                            DOC_SUBMIT, expect);
+    if (r != NULL)
+        atomic_store(&r->reg, rc == 0 ? REG_OK : REG_FAILED);
     if (rc == 0 && keep)
         fz_ctx->tasks[fz_ctx->ntasks++].t = t;
 }
