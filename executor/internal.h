@@ -161,6 +161,8 @@ struct ferry__worker {
     struct ferry__core *core; /* the core we believe we hold, or NULL */
     uint64_t core_word;       /* its word while we hold it */
     unsigned blocking;        /* nesting depth of blocking sections */
+    bool lazy;                /* our core stayed BLOCKED after a top-level
+                                 blocking task (blocking.c) */
     unsigned nest;            /* depth of tasks run inside a task */
     unsigned tick;            /* tasks run, for the 61-task fairness check */
     bool searching;           /* counted in sched.nsearching */
@@ -431,6 +433,11 @@ void ferry__wake_all_idle(ferry_pool *pool);
 void ferry__blocking_enter(struct ferry__worker *w);
 /* top_level: the worker loop will find a core itself; otherwise wait. */
 void ferry__blocking_exit(struct ferry__worker *w, bool top_level);
+/* A worker whose core stayed BLOCKED after a top-level blocking task
+ * (lazy) marks it RUNNING again, or learns it was retaken (core NULL).
+ * Called before anything but another blocking task: a CPU task, parking,
+ * giving the core away. No-op otherwise. */
+void ferry__blocking_settle(struct ferry__worker *w);
 void ferry__wait_for_core(struct ferry__worker *w);
 void ferry__handoff_to_wanter(struct ferry__worker *w);
 int ferry__monitor_start(ferry_pool *pool);

@@ -356,6 +356,11 @@ void ferry__run_task(struct ferry__worker *w, struct ferry__task *t)
     set_current(w, t);
     bool blocking = (t->flags & FERRY_TASK_BLOCKING) != 0;
     ferry__task_complete_fn *complete = t->complete;
+    if (!blocking && w->lazy) { /* CPU work: our core must be RUNNING */
+        ferry__blocking_settle(w);
+        if (w->core == NULL)
+            ferry__wait_for_core(w);
+    }
     w->nest++;
     if (blocking)
         ferry__blocking_enter(w);
@@ -381,11 +386,15 @@ static void after_task(struct ferry__worker *w)
 {
     if (w->core == NULL)
         return;
-    if (!ferry__owns_core(w))
+    if (!ferry__owns_core(w)) {
         w->core = NULL;
-    else if (atomic_load_explicit(&w->pool->sched.nwanters,
-                                  memory_order_relaxed) != 0)
-        ferry__handoff_to_wanter(w);
+        w->lazy = false;
+    } else if (atomic_load_explicit(&w->pool->sched.nwanters,
+                                    memory_order_relaxed) != 0) {
+        ferry__blocking_settle(w);
+        if (w->core != NULL)
+            ferry__handoff_to_wanter(w);
+    }
 }
 
 void *ferry__worker_main(void *arg)
@@ -413,6 +422,7 @@ void *ferry__worker_main(void *arg)
                 continue;
             }
         }
+        ferry__blocking_settle(w); /* searching found nothing */
         if (!ferry__park_worker(w))
             break;
     }

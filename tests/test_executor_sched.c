@@ -130,7 +130,14 @@ static void test_executor_idle_pool_uses_no_cpu(void **state)
     ferry_pool *pool = new_pool(2, 0);
     atomic_store(&counter, 0);
     assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL, 0, NULL), 0);
-    assert_true(wait_count(&counter, 1));
+    /* And a run of blocking tasks: their workers keep their cores BLOCKED
+     * between them (blocking.c, lazy) and must settle before parking, or
+     * the monitor would go on polling those cores. */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(ferry_pool_submit(pool, count_fn, NULL, NULL,
+                                           FERRY_TASK_BLOCKING, NULL),
+                         0);
+    assert_true(wait_count(&counter, 1001));
     sleep_ns(50000000); /* let the spinning searchers park */
     double c0 = cpu_seconds();
     sleep_ns(300000000);
@@ -284,6 +291,38 @@ static void test_executor_blocked_core_retaken(void **state)
         assert_int_equal(atomic_load(&retake_ok), 1);
         assert_int_equal(atomic_load(&counter), 5);
     }
+}
+
+/* The same after a run of short blocking tasks on the only core: the
+ * worker keeps its core BLOCKED from one to the next (a new episode each,
+ * blocking.c), and the episode of the one that really blocks must still be
+ * retaken for its children. Then a CPU task settles the core back. */
+static void test_executor_blocked_core_retaken_after_streak(void **state)
+{
+    (void)state;
+    retake_pool = new_pool(1, 4);
+    atomic_store(&counter, 0);
+    atomic_store(&retake_ok, -1);
+    /* The parent's children count from 1000 on: wait for 1005 in it. */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(ferry_pool_submit(retake_pool, count_fn, NULL, NULL,
+                                           FERRY_TASK_BLOCKING, NULL),
+                         0);
+    assert_true(wait_count(&counter, 1000));
+    atomic_store(&counter, 0);
+    assert_int_equal(ferry_pool_submit(retake_pool, blocked_parent_fn, NULL,
+                                       NULL, FERRY_TASK_BLOCKING, NULL),
+                     0);
+    assert_true(wait_count(&counter, 5));
+    assert_int_equal(ferry_pool_submit(retake_pool, count_fn, NULL, NULL, 0,
+                                       NULL),
+                     0);
+    assert_true(wait_count(&counter, 6));
+    struct ferry_pool_stats st;
+    assert_int_equal(ferry_pool_stats(retake_pool, &st), 0);
+    assert_true(st.spares_created >= 1);
+    assert_int_equal(ferry_pool_free(retake_pool), 0);
+    assert_int_equal(atomic_load(&retake_ok), 1);
 }
 
 /* A flagged task whose thread stays on a CPU (it spins) is not blocked in
@@ -515,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_executor_cpu_high_water),
         cmocka_unit_test(test_executor_blocking_growth),
         cmocka_unit_test(test_executor_blocked_core_retaken),
+        cmocka_unit_test(test_executor_blocked_core_retaken_after_streak),
         cmocka_unit_test(test_executor_spinning_holder_grace),
         cmocka_unit_test(test_executor_spares_retire),
         cmocka_unit_test(test_executor_starvation_check),
