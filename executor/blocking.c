@@ -468,8 +468,16 @@ static bool retake_blocked(ferry_pool *pool)
         if (blocked && !same)
             c->mon_since = now;
         c->mon_seen = blocked && !same ? w : 0;
-        bool skip = false;
-        if (!same || (s->wanters == NULL && !ferry__work_visible(pool)) ||
+        /* Relaxed: a hint. A holder between two tasks (a lazy BLOCKED
+         * core, its `blocked` back to 0) is not inside blocking work: a
+         * spare for it would only add a thread. If it enters blocking work
+         * again, it does so in a new episode (renew), which a later tick
+         * judges. */
+        bool skip = same && c->holder != NULL &&
+                    !atomic_load_explicit(&c->holder->blocked,
+                                          memory_order_relaxed);
+        if (!same || skip ||
+            (s->wanters == NULL && !ferry__work_visible(pool)) ||
             !holder_on_cpu_locked(pool, c, w, now, &skip) || skip) {
             if (skip)
                 c->mon_seen = w; /* same episode: look again next tick */
