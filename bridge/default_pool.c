@@ -165,8 +165,11 @@ bool ferry__default_pool_retry(ferry_loop *loop)
 static void *drain_then_unref(void *arg)
 {
     struct ferry__dpool *d = arg;
-    (void)ferry_pool_shutdown(d->pool, FERRY_DRAIN, -1, NULL);
-    dpool_unref(d);
+    /* -EDEADLK only when run inline on one of the pool's own workers (no
+     * thread to spare, below): the pool is then leaked, not freed by some
+     * loop that would block on the stragglers. */
+    if (ferry_pool_shutdown(d->pool, FERRY_DRAIN, -1, NULL) == 0)
+        dpool_unref(d);
     return NULL;
 }
 

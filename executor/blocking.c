@@ -18,9 +18,16 @@
  * (ferry__blocking_settle: CAS to RUNNING): a CPU task, parking, a wanter
  * to hand the core to. An offload stream thus pays one CAS per task, not
  * two and a fence (offload throughput +14%). Between two tasks the core
- * reads BLOCKED for a moment; the monitor retakes it only if the same
+ * reads BLOCKED for a moment; the monitor leaves it alone while the
+ * holder's `blocked` flag says it is between tasks, retakes it only if one
  * episode lasts two ticks, and the worker then learns it from a failed
- * CAS, as on a normal exit.
+ * CAS, as on a normal exit. One duty of the full entry's look at the
+ * queues remains: tasks a lazy worker moves onto its own deque (a batch
+ * off the injection queue, a steal) were invisible in transit, so a
+ * monitor that cleared mon_fast meanwhile could miss them behind a
+ * BLOCKED core; the move itself then fences and makes the monitor poll
+ * (ferry__lazy_moved_work; found by review with a forced interleaving: a
+ * CPU task waited out a 300 ms blocking one).
  *
  * Retake (Go's sysmon): a BLOCKED core is taken from its holder only when
  * work is queued and the core stayed blocked through a whole monitor
@@ -74,11 +81,11 @@
 static bool renew(struct ferry__worker *w)
 {
     struct ferry__core *c = w->core;
-    w->lazy = false;
     if (atomic_load_explicit(&w->pool->sched.nwanters, memory_order_relaxed)) {
-        ferry__blocking_settle(w);
+        ferry__blocking_settle(w); /* RUNNING again: the full entry follows */
         return false;
     }
+    w->lazy = false;
     uint64_t expect = w->core_word;
     uint64_t next = ferry__core_word((expect >> 2) + 1, FERRY__CORE_BLOCKED);
     if (atomic_compare_exchange_strong_explicit(&c->word, &expect, next,
@@ -165,6 +172,16 @@ void ferry__blocking_exit(struct ferry__worker *w, bool top_level)
      * we must not run CPU code without one. */
     if (!top_level)
         ferry__wait_for_core(w);
+}
+
+void ferry__lazy_moved_work(struct ferry__worker *w)
+{
+    if (!w->lazy || ferry__deque_len(&w->dq) == 0)
+        return;
+    /* StoreLoad: our deque's new tasks before our look at mon_fast; pairs
+     * with the monitor's clear-fence-recheck (file comment). */
+    ferry__fence_seq_cst();
+    ferry__want_retake(w->pool);
 }
 
 void ferry__blocking_settle(struct ferry__worker *w)

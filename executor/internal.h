@@ -438,6 +438,9 @@ void ferry__blocking_exit(struct ferry__worker *w, bool top_level);
  * Called before anything but another blocking task: a CPU task, parking,
  * giving the core away. No-op otherwise. */
 void ferry__blocking_settle(struct ferry__worker *w);
+/* After moving tasks onto our own deque: if our core is lazily BLOCKED,
+ * fence and make the monitor poll (blocking.c). */
+void ferry__lazy_moved_work(struct ferry__worker *w);
 void ferry__wait_for_core(struct ferry__worker *w);
 void ferry__handoff_to_wanter(struct ferry__worker *w);
 int ferry__monitor_start(ferry_pool *pool);

@@ -192,12 +192,15 @@ static struct ferry__task *pop_inject(struct ferry__worker *w)
         ferry__inject_pop(&pool->inject, pool->ncores, STEAL_BATCH, &split);
     if (t == NULL)
         return NULL;
+    bool moved = t->next != NULL;
     for (struct ferry__task *x = t->next, *next; x != NULL; x = next) {
         next = x->next;
         push_local(w, x);
     }
     if (split)
         ferry__notify(pool);
+    if (moved)
+        ferry__lazy_moved_work(w);
     return t;
 }
 
@@ -233,6 +236,8 @@ static struct ferry__task *steal_from(struct ferry__worker *w,
         &w->st.stolen,
         atomic_load_explicit(&w->st.stolen, memory_order_relaxed) + n,
         memory_order_relaxed);
+    if (n > 1)
+        ferry__lazy_moved_work(w);
     return t;
 }
 
