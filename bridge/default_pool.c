@@ -187,10 +187,9 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
     struct ferry__dpool *d =
         slot != NULL && slot->gen == ferry__fork_gen() ? slot : NULL;
     slot = NULL;
-    atomic_store_explicit(&epoch,
-                          atomic_load_explicit(&epoch, memory_order_relaxed) +
-                              1,
-                          memory_order_relaxed);
+    atomic_store_explicit(
+        &epoch, atomic_load_explicit(&epoch, memory_order_relaxed) + 1,
+        memory_order_relaxed);
     pthread_mutex_unlock(&lock);
     if (d == NULL)
         return 0;

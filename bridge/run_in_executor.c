@@ -102,7 +102,7 @@ static void job_run(void *arg)
         else if (ferry__future_resolve(&j->fut, result, j->dtor, 0) ==
                  -EALREADY)
             hand_late_result(j, result);
-    } /* else cancelled first: fn never runs */
+    }                            /* else cancelled first: fn never runs */
     ferry_future_unref(&j->fut); /* the job's in-flight ref */
 }
 

@@ -490,9 +490,9 @@ static bool retake_blocked(ferry_pool *pool)
          * spare for it would only add a thread. If it enters blocking work
          * again, it does so in a new episode (renew), which a later tick
          * judges. */
-        bool skip = same && c->holder != NULL &&
-                    !atomic_load_explicit(&c->holder->blocked,
-                                          memory_order_relaxed);
+        bool skip =
+            same && c->holder != NULL &&
+            !atomic_load_explicit(&c->holder->blocked, memory_order_relaxed);
         if (!same || skip ||
             (s->wanters == NULL && !ferry__work_visible(pool)) ||
             !holder_on_cpu_locked(pool, c, w, now, &skip) || skip) {

@@ -390,23 +390,11 @@ static int check_callbacks(ferry_future *f)
     return 0;
 }
 
-FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
-                                             ferry_future_cb *cb, void *arg,
-                                             ferry_free_fn *dispose)
+/* A callback that does not fit cb0: a handle, queued behind cb0 and the
+ * others, or straight to the ready queue once they were dispatched. */
+static int add_handle(ferry_future *fut, ferry_future_cb *cb, void *arg,
+                      ferry_free_fn *dispose)
 {
-    if (cb == NULL)
-        return -EINVAL;
-    int rc = check_callbacks(fut);
-    if (rc < 0)
-        return rc;
-    if (atomic_load_explicit(&fut->loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
-    if (fut->cbs == NULL && fut->cb0.fn == NULL) {
-        fut->cb0.fn = cb; /* the common case: no handle */
-        fut->cb0.arg = arg;
-        fut->cb0.dispose = dispose;
-        return 0;
-    }
     struct ferry_handle *h =
         ferry__handle_new(fut->loop, HANDLE_DONE, NULL, arg, dispose);
     if (h == NULL)
@@ -424,6 +412,25 @@ FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
     while (*link != NULL)
         link = &(*link)->next;
     *link = h;
+    return 0;
+}
+
+FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
+                                             ferry_future_cb *cb, void *arg,
+                                             ferry_free_fn *dispose)
+{
+    if (cb == NULL)
+        return -EINVAL;
+    int rc = check_callbacks(fut);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&fut->loop->closed, memory_order_relaxed))
+        return -ESHUTDOWN;
+    if (fut->cbs != NULL || fut->cb0.fn != NULL)
+        return add_handle(fut, cb, arg, dispose);
+    fut->cb0.fn = cb; /* the common case: no handle */
+    fut->cb0.arg = arg;
+    fut->cb0.dispose = dispose;
     return 0;
 }
 

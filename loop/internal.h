@@ -93,14 +93,14 @@ struct ferry_handle {
     } fn;
     void *arg;
     ferry_free_fn *dispose;
-    ferry_future *fut;       /* HANDLE_DONE: holds a reference while queued */
-    uint64_t when;           /* timers: deadline on the loop clock */
-    uint64_t seq;            /* timers: registration order, ties FIFO */
-    size_t heap_idx;         /* timers: index in the heap, SIZE_MAX if none */
-    uint32_t refs;           /* owner-thread count, no atomics needed */
-    uint8_t kind;            /* enum handle_kind */
-    uint8_t state;           /* enum handle_state */
-    bool queued;             /* in the ready queue right now */
+    ferry_future *fut; /* HANDLE_DONE: holds a reference while queued */
+    uint64_t when;     /* timers: deadline on the loop clock */
+    uint64_t seq;      /* timers: registration order, ties FIFO */
+    size_t heap_idx;   /* timers: index in the heap, SIZE_MAX if none */
+    uint32_t refs;     /* owner-thread count, no atomics needed */
+    uint8_t kind;      /* enum handle_kind */
+    uint8_t state;     /* enum handle_state */
+    bool queued;       /* in the ready queue right now */
     union {
         struct ferry__post post;   /* threadsafe posts travel the inbox */
         struct ferry__rnode rnode; /* then the ready queue */

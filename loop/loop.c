@@ -39,10 +39,19 @@ bool ferry__loop_stale(const ferry_loop *loop)
     return loop->fork_gen != ferry__fork_gen();
 }
 
+/* tls_running == loop: the loop runs on this thread, which is then its
+ * owner (enter() checked): one TLS load instead of a pthread_self() call
+ * on every check made from inside a callback, the hot case. A loop cannot
+ * be freed while it runs, so the pointer cannot match a new loop at the
+ * same address. */
+static bool is_owner(const ferry_loop *loop)
+{
+    return tls_running == loop || pthread_equal(loop->owner, pthread_self());
+}
+
 bool ferry__loop_on_owner(const ferry_loop *loop)
 {
-    return pthread_equal(loop->owner, pthread_self()) &&
-           !ferry__loop_stale(loop);
+    return !ferry__loop_stale(loop) && is_owner(loop);
 }
 
 int ferry__loop_check(const ferry_loop *loop)
@@ -51,7 +60,7 @@ int ferry__loop_check(const ferry_loop *loop)
         return -EINVAL;
     if (ferry__loop_stale(loop))
         return -ECHILD;
-    if (!pthread_equal(loop->owner, pthread_self()))
+    if (!is_owner(loop))
         return -EPERM;
     return 0;
 }

@@ -69,8 +69,8 @@ static void dp_submit(struct dp_job *j)
     struct dp_user *u = j->u;
     ferry_future *f;
     j->seq = u->submitted++;
-    int rc = ferry_run_in_executor(u->loop, NULL, dp_fn, (void *)j->seq, NULL,
-                                   &f);
+    int rc =
+        ferry_run_in_executor(u->loop, NULL, dp_fn, (void *)j->seq, NULL, &f);
     if (rc == 0)
         rc = ferry_future_add_done_callback(f, dp_done, j, NULL);
     if (rc != 0) {
@@ -119,8 +119,8 @@ static bool dp_one(long i)
     ferry_loop *loop;
     ferry_future *f;
     assert_int_equal(ferry_loop_new(&loop, NULL), 0);
-    assert_int_equal(
-        ferry_run_in_executor(loop, NULL, dp_once, NULL, NULL, &f), 0);
+    assert_int_equal(ferry_run_in_executor(loop, NULL, dp_once, NULL, NULL, &f),
+                     0);
     assert_int_equal(ferry_loop_run_until_complete(loop, f, NULL), 0);
     ferry_future_unref(f);
     long before = atomic_load(&user.done);

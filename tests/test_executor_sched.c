@@ -314,9 +314,8 @@ static void test_executor_blocked_core_retaken_after_streak(void **state)
                                        NULL, FERRY_TASK_BLOCKING, NULL),
                      0);
     assert_true(wait_count(&counter, 5));
-    assert_int_equal(ferry_pool_submit(retake_pool, count_fn, NULL, NULL, 0,
-                                       NULL),
-                     0);
+    assert_int_equal(
+        ferry_pool_submit(retake_pool, count_fn, NULL, NULL, 0, NULL), 0);
     assert_true(wait_count(&counter, 6));
     struct ferry_pool_stats st;
     assert_int_equal(ferry_pool_stats(retake_pool, &st), 0);

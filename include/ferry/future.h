@@ -124,10 +124,13 @@ FERRY_API int ferry_future_result(const ferry_future *fut, void **value);
 
 /**
  * Run cb(fut, arg) on the loop once fut is done: scheduled through the
- * ready queue, never inline, even when fut is already done.
+ * ready queue, never inline, even when fut is already done. Callbacks run
+ * in registration order. The first one registered before completion is
+ * kept inside the future (no allocation); further ones take a handle.
  *
- * Returns: 0, -EINVAL (NULL, or a free-standing future), -ENOMEM, -EPERM,
- *          -ESHUTDOWN (loop closed). On error dispose is not called.
+ * Returns: 0, -EINVAL (NULL, or a free-standing future), -ENOMEM (not for
+ *          that first callback), -EPERM, -ESHUTDOWN (loop closed). On
+ *          error dispose is not called.
  * Ownership: exactly one of cb(fut, arg) or dispose(arg) happens.
  * Thread: the loop's owner.
  */

@@ -122,9 +122,9 @@ void fz_op_pool_submit(uint8_t a, uint8_t b, uint8_t c)
                            DOC_TRY_SUBMIT,
                            sel == 1 && expect != -EINVAL ? ANY : expect);
     else
-        rc = (int)CHECK_RC(ferry_pool_submit(pool, fn, arg, dispose, flags,
-                                             keep ? &t : NULL),
-                           DOC_SUBMIT, expect);
+        rc = (int)CHECK_RC(
+            ferry_pool_submit(pool, fn, arg, dispose, flags, keep ? &t : NULL),
+            DOC_SUBMIT, expect);
     if (r != NULL)
         atomic_store(&r->reg, rc == 0 ? REG_OK : REG_FAILED);
     if (rc == 0 && keep)
