@@ -248,7 +248,7 @@ struct ferry__sched {
     unsigned nslots;   /* lock: slots ever used */
     bool mon_sleeping; /* lock: monitor waits untimed */
     bool spawn_retry;  /* lock: a worker could not be started for queued
-                          work; the monitor retries (blocking.c) */
+                          work; the monitor retries (monitor.c) */
     /* Written under the lock, rarely (park, wake, hand-over); read without
      * it by every submit and after every task: a line of their own, away
      * from the lock word, which parking workers keep taking. */
@@ -289,7 +289,7 @@ struct ferry_pool {
     alignas(FERRY__CACHELINE) struct ferry__inject inject;
     alignas(FERRY__CACHELINE) struct ferry__sched sched;
 
-    /* The monitor thread (blocking.c): written every tick while busy. */
+    /* The monitor thread (monitor.c): written every tick while busy. */
     alignas(FERRY__CACHELINE) pthread_t mon;
     bool mon_running;
     _Atomic uint32_t mon_word; /* futex: bumped to wake the monitor */
@@ -443,6 +443,8 @@ void ferry__blocking_settle(struct ferry__worker *w);
 void ferry__lazy_moved_work(struct ferry__worker *w);
 void ferry__wait_for_core(struct ferry__worker *w);
 void ferry__handoff_to_wanter(struct ferry__worker *w);
+
+/* monitor.c */
 int ferry__monitor_start(ferry_pool *pool);
 void ferry__monitor_stop(ferry_pool *pool);
 void ferry__monitor_kick_locked(ferry_pool *pool);

@@ -30,7 +30,7 @@
  *
  * A core held by a worker inside blocking work (BLOCKED) is not free: the
  * monitor retakes it once it has stayed blocked for a whole monitor period
- * (blocking.c). Whoever finds work, no free core and a BLOCKED one makes
+ * (monitor.c). Whoever finds work, no free core and a BLOCKED one makes
  * sure the monitor polls, through the same fence-then-look pairing on the
  * monitor's flag.
  *
