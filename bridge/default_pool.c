@@ -125,6 +125,9 @@ static int refresh(ferry_loop *loop)
     pthread_mutex_lock(&lock);
     int rc = current_locked(&d);
     if (rc == 0) {
+        /* Relaxed: under the lock the slot's own reference keeps refs above
+         * zero, so no release can race this one to the free; the lock
+         * orders our reads of d after its creation. */
         atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
         loop->dp = d;
         loop->dp_epoch = atomic_load_explicit(&epoch, memory_order_relaxed);

@@ -23,9 +23,9 @@
  * is FERRY__TASK_OWN_STATE: the future's state arbitrates start against
  * cancel, so the pool keeps no task state (no start CAS, no DONE store)
  * and leaves the block alone once job_run returns (executor/internal.h).
- * A late result (the
- * future was cancelled while fn ran) rides the job's spare node to the
- * loop and its dtor runs there, holding one more reference while queued.
+ * A late result (the future was cancelled while fn ran) rides the job's
+ * spare node to the loop and its dtor runs there, holding one more
+ * reference while queued.
  *
  * Thread: ferry_run_in_executor on the loop's owner; ferry_pool_submit_
  * future anywhere; job_run/job_complete on workers.

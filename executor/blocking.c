@@ -62,6 +62,9 @@ static bool renew(struct ferry__worker *w)
     w->lazy = false;
     uint64_t expect = w->core_word;
     uint64_t next = ferry__core_word((expect >> 2) + 1, FERRY__CORE_BLOCKED);
+    /* Relaxed: the word publishes no data, only who holds the core and in
+     * which episode; the retake CAS is the only other writer and exactly
+     * one of the two wins (as the exit CAS in ferry__blocking_exit). */
     if (atomic_compare_exchange_strong_explicit(&c->word, &expect, next,
                                                 memory_order_relaxed,
                                                 memory_order_relaxed))
