@@ -31,10 +31,6 @@ struct ferry__job {
 _Static_assert(sizeof(struct ferry__job) <= FERRY__CACHE_LARGE_BYTES,
                "a job must fit the 192-byte budget of DESIGN.md §7");
 
-/* run_in_executor.c: submit a job (loop may be NULL). */
-int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
-                      void *arg, ferry_free_fn *dtor, ferry_future **out);
-
 /* default_pool.c: the process-wide default pool, made on first use.
  * Returns 0, -ESHUTDOWN (this loop shut it down), -ENOMEM, -EAGAIN. */
 int ferry__default_pool(ferry_loop *loop, ferry_pool **out);

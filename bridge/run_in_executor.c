@@ -115,7 +115,46 @@ static void job_complete(struct ferry__task *t, int status)
     ferry_future_unref(&j->fut);        /* the job's in-flight ref */
 }
 
-int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
+/* Submit j's task now, to pool or (pool == NULL) to the default pool,
+ * taking a fresh default pool if another loop shut the current one down
+ * (S16). */
+static int submit_now(ferry_loop *loop, ferry_pool *pool, struct ferry__job *j)
+{
+    if (pool != NULL)
+        return ferry__pool_submit_task(pool, &j->task);
+    int rc;
+    do {
+        rc = ferry__default_pool(loop, &pool);
+        if (rc == 0)
+            rc = ferry__pool_submit_task(pool, &j->task);
+    } while (rc == -ESHUTDOWN && ferry__default_pool_retry(loop));
+    return rc;
+}
+
+/* Whether the calling thread's deferred chain is for its loop's default
+ * pool (a chain is for one pool, executor/defer.c). */
+static FERRY__TLS bool tls_chain_default;
+
+/* loop->pass_end: the loop finished a pass of callbacks; its offloads go
+ * to the pool in one push. If the pool shut down meanwhile (another
+ * thread), a default pool's offloads go to a fresh default pool, as a
+ * submit would have; the others fail with -ESHUTDOWN. */
+static void flush_offloads(ferry_loop *loop)
+{
+    struct ferry__task *t = ferry__defer_flush();
+    for (struct ferry__task *next; t != NULL; t = next) {
+        next = t->next;
+        struct ferry__job *j = ferry__container_of(t, struct ferry__job, task);
+        int rc = tls_chain_default ? submit_now(loop, NULL, j) : -ESHUTDOWN;
+        if (rc < 0) {
+            (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
+            ferry_future_unref(&j->fut); /* the job's in-flight ref */
+        }
+    }
+}
+
+/* pool == NULL: the loop's default pool. */
+static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
                       void *arg, ferry_free_fn *dtor, ferry_future **out)
 {
     struct ferry__job *j = ferry__cache_get(FERRY__CACHE_LARGE);
@@ -128,7 +167,19 @@ int ferry__job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
     j->dtor = dtor;
     ferry__task_init(&j->task, job_run, j, job_complete,
                      FERRY_TASK_BLOCKING | FERRY__TASK_OWN_STATE);
-    int rc = ferry__pool_submit_task(pool, &j->task);
+    /* From a callback of the running loop, the task waits for the end of
+     * the pass and goes with the pass's other offloads in one push
+     * (executor/defer.c); anywhere else it goes at once. */
+    ferry_pool *target = pool;
+    int rc = 0;
+    if (loop != NULL && ferry__loop_in_pass(loop) &&
+        (target != NULL || ferry__default_pool(loop, &target) == 0) &&
+        ferry__defer_task(target, &j->task)) {
+        tls_chain_default = pool == NULL;
+        loop->pass_end = flush_offloads;
+    } else {
+        rc = submit_now(loop, pool, j);
+    }
     if (rc < 0) {
         ferry_loop_unref(loop); /* taken by ferry__future_init */
         ferry__cache_put(FERRY__CACHE_LARGE, j);
@@ -148,14 +199,7 @@ FERRY_API int ferry_run_in_executor(ferry_loop *loop, ferry_pool *pool,
     int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    if (pool != NULL)
-        return ferry__job_submit(loop, pool, fn, arg, result_dtor, out);
-    do {
-        rc = ferry__default_pool(loop, &pool);
-        if (rc == 0)
-            rc = ferry__job_submit(loop, pool, fn, arg, result_dtor, out);
-    } while (rc == -ESHUTDOWN && ferry__default_pool_retry(loop));
-    return rc;
+    return job_submit(loop, pool, fn, arg, result_dtor, out);
 }
 
 FERRY_API int ferry_pool_submit_future(ferry_pool *pool, ferry_work_fn *fn,
@@ -164,5 +208,5 @@ FERRY_API int ferry_pool_submit_future(ferry_pool *pool, ferry_work_fn *fn,
 {
     if (pool == NULL || fn == NULL || out == NULL)
         return -EINVAL;
-    return ferry__job_submit(NULL, pool, fn, arg, result_dtor, out);
+    return job_submit(NULL, pool, fn, arg, result_dtor, out);
 }

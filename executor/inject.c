@@ -84,6 +84,24 @@ int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
     return 0;
 }
 
+int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
+                             struct ferry__task *last, uint64_t n,
+                             bool *was_empty)
+{
+    /* An outside submitter's batch (defer.c): one lock for n tasks, FIFO
+     * among them, refused as a whole once the pool is closing. */
+    ferry__lock(&q->lock);
+    if (q->closed > 0) {
+        ferry__unlock(&q->lock);
+        return -ESHUTDOWN;
+    }
+    *was_empty = q->len == 0;
+    append_locked(q, first, last, n);
+    q->submitted += n;
+    ferry__unlock(&q->lock);
+    return 0;
+}
+
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
 {
     /* A task that was already accepted (a deque that could not grow):

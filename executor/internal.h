@@ -210,6 +210,11 @@ void ferry__inject_term(struct ferry__inject *q);
  * queue non-empty, so the caller must notify (only then). */
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested, bool *was_empty);
+/* Append first..last (n tasks, linked through next) for an outside
+ * submitter; -ESHUTDOWN once the pool is closing (nothing appended). */
+int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
+                             struct ferry__task *last, uint64_t n,
+                             bool *was_empty);
 /* Put back a task already accepted, whatever the closed level. */
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
 /* Pop len / share + 1 tasks, at most max, as a NULL-terminated chain; NULL
@@ -305,6 +310,9 @@ struct ferry_pool {
     _Atomic uint64_t spares_retired;
     _Atomic uint64_t starvation_events;
     _Atomic uint64_t dropped; /* cancelled outside any worker */
+    /* Threads holding a deferred chain for this pool (defer.c); free
+     * waits for zero. */
+    _Atomic uint32_t deferrers;
 
     /* Worker records inherited across fork, freed by ferry_pool_free. */
     struct ferry__worker **stale;
@@ -460,6 +468,22 @@ uint64_t ferry__queue_depth(ferry_pool *pool);
 
 /* pool.c */
 int ferry__submit(ferry_pool *pool, struct ferry__task *t, uint64_t limit);
+/* Sample t's enqueue time (one task in FERRY__TIME_SAMPLE per thread). */
+void ferry__stamp_enqueue(struct ferry__task *t);
+
+/* defer.c: deferred submission (see its file comment). Thread: each
+ * function acts on the calling thread's chain. */
+/* Hold t for pool; false: not deferrable now, submit it at once. */
+bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t);
+/* Hand the calling thread's chain to its pool (no-op without one).
+ * Returns NULL, or the chain (linked through next) if the pool refused it
+ * (shutting down): the caller owns those tasks again. */
+struct ferry__task *ferry__defer_flush(void);
+/* Flush the calling thread's chain if it is for pool; a refused chain is
+ * dropped (complete(-ECANCELED)). */
+void ferry__defer_flush_for(ferry_pool *pool);
+/* Wait until no thread holds a chain for pool (ferry_pool_free). */
+void ferry__defer_wait(ferry_pool *pool);
 int ferry__pool_start_threads(ferry_pool *pool);
 
 #endif /* FERRY_EXECUTOR_INTERNAL_H */

@@ -281,8 +281,10 @@ FERRY_API int ferry_pool_free(ferry_pool *pool)
         return -ECHILD;
     if (ferry__worker_of(pool) != NULL)
         return -EDEADLK;
+    ferry__defer_flush_for(pool);
     begin_shutdown(pool, FERRY__POOL_DRAIN);
     wait_workers(pool, -1, NULL);
+    ferry__defer_wait(pool); /* other threads' chains: refused, dropped */
     destroy(pool);
     return 0;
 }
@@ -296,6 +298,7 @@ FERRY_API int ferry_pool_shutdown(ferry_pool *pool, int mode,
         return -EINVAL;
     if (ferry__pool_stale_slow(pool))
         return -ECHILD;
+    ferry__defer_flush_for(pool);
     begin_shutdown(pool, mode == FERRY_DRAIN ? FERRY__POOL_DRAIN
                                              : FERRY__POOL_CANCEL);
     if (ferry__worker_of(pool) != NULL)
@@ -317,16 +320,21 @@ static int full_queue_error(ferry_pool *pool)
     return -EAGAIN;
 }
 
-int ferry__submit(ferry_pool *pool, struct ferry__task *t, uint64_t limit)
+void ferry__stamp_enqueue(struct ferry__task *t)
 {
-    if (limit != 0 && ferry__queue_depth(pool) >= limit)
-        return full_queue_error(pool);
-    struct ferry__worker *w = ferry__worker_of(pool);
     /* Timing is sampled (a clock read costs about as much as the rest of
      * a submit): one task in FERRY__TIME_SAMPLE per submitting thread
      * carries its enqueue time, and only those are timed by the worker. */
     static FERRY__TLS unsigned submits;
     t->enqueue_ns = submits++ % FERRY__TIME_SAMPLE == 0 ? ferry__now_ns() : 0;
+}
+
+int ferry__submit(ferry_pool *pool, struct ferry__task *t, uint64_t limit)
+{
+    if (limit != 0 && ferry__queue_depth(pool) >= limit)
+        return full_queue_error(pool);
+    struct ferry__worker *w = ferry__worker_of(pool);
+    ferry__stamp_enqueue(t);
     bool edge = true;
     if (w != NULL) {
         if (ferry__pool_state(pool) == FERRY__POOL_CANCEL)

@@ -168,6 +168,11 @@ struct ferry_loop {
     uint64_t slow_threshold;
     int64_t spin_ns;     /* busy-poll budget before blocking; < 0: never */
     uint64_t posts_seen; /* stats.posts at the previous iteration */
+    /* true while iterate runs a pass of ready callbacks; pass_end, if
+     * set, runs after each pass, before the loop polls again (the bridge
+     * hands the pass's offloads to the pool there, executor/defer.c). */
+    bool in_pass;
+    void (*pass_end)(ferry_loop *loop);
     /* bridge/default_pool.c: the default pool's holder this loop caches
      * (with a reference), the epoch it was read at, and how close drops
      * the reference. */
@@ -280,6 +285,9 @@ int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
 int ferry__loop_check(const ferry_loop *loop);      /* -EINVAL/-ECHILD/-EPERM */
 int ferry__loop_check_open(const ferry_loop *loop); /* ... or -ESHUTDOWN */
 bool ferry__loop_on_owner(const ferry_loop *loop);
+/* Whether the calling thread is inside a pass of loop's ready callbacks
+ * (then loop->pass_end will run before the loop next polls). */
+bool ferry__loop_in_pass(const ferry_loop *loop);
 bool ferry__loop_stale(const ferry_loop *loop);
 uint64_t ferry__loop_now(const ferry_loop *loop);
 

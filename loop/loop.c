@@ -54,6 +54,11 @@ bool ferry__loop_on_owner(const ferry_loop *loop)
     return !ferry__loop_stale(loop) && is_owner(loop);
 }
 
+bool ferry__loop_in_pass(const ferry_loop *loop)
+{
+    return tls_running == loop && loop->in_pass; /* owner: no race */
+}
+
 int ferry__loop_check(const ferry_loop *loop)
 {
     if (loop == NULL)
@@ -265,7 +270,11 @@ static void iterate(ferry_loop *loop, int64_t bound)
         ferry__wakeup_on_event(loop);
     ferry__inbox_drain(loop);
     ferry__timers_collect(loop, ferry__loop_now(loop));
+    loop->in_pass = true;
     ferry__ready_run(loop);
+    loop->in_pass = false;
+    if (loop->pass_end != NULL)
+        loop->pass_end(loop);
     ferry__loop_count(&loop->stats.iterations);
 }
 

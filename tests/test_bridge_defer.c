@@ -1,0 +1,278 @@
+/*
+ * tests/test_bridge_defer.c: offloads made from a loop callback reach the
+ * pool at the end of the loop's pass, in one push (executor/defer.c), and
+ * behave as if submitted at once: a shutdown or stats call made after
+ * them on the same thread sees them queued; a pool shut down or freed by
+ * another thread before the pass ends fails them with -ESHUTDOWN (or, for
+ * the default pool, hands them to a fresh one), and nothing leaks or
+ * touches freed memory; a pool's free waits for the pass.
+ */
+#include <string.h>
+
+#include "bridge/internal.h"
+#include "bridge_util.h"
+
+enum { N = 64 };
+
+struct pass {
+    ferry_loop *loop;
+    ferry_pool *pool;
+    ferry_pool *pool2;
+    ferry_future *f[N];
+    int n;
+    _Atomic int ran;
+    int rc;
+    /* the other thread's side */
+    pthread_t other;
+    int other_rc;
+    _Atomic bool other_done;
+};
+
+static int count_run(void *arg, void **result)
+{
+    struct pass *p = arg;
+    atomic_fetch_add(&p->ran, 1);
+    *result = (void *)(uintptr_t)7;
+    return 0;
+}
+
+static void offload_n(struct pass *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = ferry_run_in_executor(p->loop, p->pool, count_run, p, NULL,
+                                       &p->f[p->n]);
+        if (rc != 0) {
+            p->rc = rc;
+            return;
+        }
+        p->n++;
+    }
+}
+
+static void run_pass(struct pass *p, ferry_cb *cb)
+{
+    assert_int_equal(ferry_loop_new(&p->loop, NULL), 0);
+    assert_int_equal(ferry_call_soon(p->loop, cb, p, NULL, NULL), 0);
+    assert_int_equal(ferry_loop_run_once(p->loop, 0), 0);
+}
+
+/* Run the loop until each future is done; each must end with want. */
+static void wait_all(struct pass *p, int want)
+{
+    for (int i = 0; i < p->n; i++)
+        assert_int_equal(ferry_loop_run_until_complete(p->loop, p->f[i], NULL),
+                         want);
+}
+
+static void finish(struct pass *p)
+{
+    for (int i = 0; i < p->n; i++)
+        ferry_future_unref(p->f[i]);
+    assert_int_equal(ferry_loop_free(p->loop), 0);
+}
+
+/* Offload, then shut the pool down (draining) in the same callback. */
+static void offload_then_shutdown(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    p->other_rc = ferry_pool_shutdown(p->pool, FERRY_DRAIN, -1, NULL);
+}
+
+static void test_defer_shutdown_on_same_thread_drains_them(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = new_pool(2)};
+    run_pass(&p, offload_then_shutdown);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    /* The shutdown returned with every worker gone: all had run. */
+    assert_int_equal(atomic_load(&p.ran), N);
+    wait_all(&p, 0);
+    for (int i = 0; i < p.n; i++) {
+        void *v = NULL;
+        assert_int_equal(ferry_future_result(p.f[i], &v), 0);
+        assert_ptr_equal(v, (void *)(uintptr_t)7);
+    }
+    finish(&p);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
+}
+
+/* Offload, then read the stats in the same callback. */
+static void offload_then_stats(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    struct ferry_pool_stats st;
+    p->other_rc = ferry_pool_stats(p->pool, &st);
+    if (st.submitted != N)
+        p->other_rc = -1;
+}
+
+static void test_defer_stats_on_same_thread_count_them(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = new_pool(2)};
+    run_pass(&p, offload_then_stats);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    wait_all(&p, 0);
+    assert_int_equal(atomic_load(&p.ran), N);
+    finish(&p);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
+}
+
+static void *shutdown_main(void *arg)
+{
+    struct pass *p = arg;
+    p->other_rc = ferry_pool_shutdown(p->pool, FERRY_DRAIN, -1, NULL);
+    atomic_store(&p->other_done, true);
+    return NULL;
+}
+
+/* Offload, then let another thread shut the pool down before the pass
+ * ends: the chain is refused, the futures fail with -ESHUTDOWN. */
+static void offload_then_other_shuts_down(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    if (pthread_create(&p->other, NULL, shutdown_main, p) != 0)
+        abort();
+    pthread_join(p->other, NULL);
+}
+
+static void test_defer_pool_shut_down_by_other_thread_fails_them(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = new_pool(2)};
+    run_pass(&p, offload_then_other_shuts_down);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    wait_all(&p, -ESHUTDOWN);
+    for (int i = 0; i < p.n; i++) {
+        void *v = NULL;
+        assert_int_equal(ferry_future_result(p.f[i], &v), -ESHUTDOWN);
+    }
+    assert_int_equal(atomic_load(&p.ran), 0);
+    finish(&p);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
+}
+
+static void *free_main(void *arg)
+{
+    struct pass *p = arg;
+    p->other_rc = ferry_pool_free(p->pool);
+    atomic_store(&p->other_done, true);
+    return NULL;
+}
+
+/* Offload, then let another thread free the pool: the free must wait for
+ * the end of the pass, whose flush is then refused. */
+static void offload_then_other_frees(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    if (pthread_create(&p->other, NULL, free_main, p) != 0)
+        abort();
+    sleep_ns(20000000); /* 20 ms: the free is waiting for us by now */
+    if (atomic_load(&p->other_done))
+        p->rc = -1; /* it did not wait */
+}
+
+static void test_defer_pool_free_waits_for_the_pass(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = new_pool(2)};
+    run_pass(&p, offload_then_other_frees);
+    pthread_join(p.other, NULL);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    wait_all(&p, -ESHUTDOWN);
+    for (int i = 0; i < p.n; i++) {
+        void *v = NULL;
+        assert_int_equal(ferry_future_result(p.f[i], &v), -ESHUTDOWN);
+    }
+    assert_int_equal(atomic_load(&p.ran), 0);
+    finish(&p);
+}
+
+/* The default pool, shut down by another loop's thread before the pass
+ * ends: the offloads go to a fresh default pool (S16), as a submit made
+ * after the shutdown would. */
+static void *shutdown_default_main(void *arg)
+{
+    struct pass *p = arg;
+    ferry_loop *other;
+    p->other_rc = ferry_loop_new(&other, NULL);
+    if (p->other_rc == 0) {
+        p->other_rc = ferry_loop_shutdown_default_executor(other, -1);
+        ferry_loop_free(other);
+    }
+    return NULL;
+}
+
+static void offload_default_then_other_shuts_it(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    if (pthread_create(&p->other, NULL, shutdown_default_main, p) != 0)
+        abort();
+    pthread_join(p->other, NULL);
+}
+
+static void
+test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = NULL};
+    run_pass(&p, offload_default_then_other_shuts_it);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    wait_all(&p, 0);
+    for (int i = 0; i < p.n; i++) {
+        void *v = NULL;
+        assert_int_equal(ferry_future_result(p.f[i], &v), 0);
+    }
+    assert_int_equal(atomic_load(&p.ran), N);
+    assert_int_equal(ferry_loop_shutdown_default_executor(p.loop, -1), 0);
+    finish(&p);
+}
+
+/* A task for a second pool in the same pass goes at once; both run. */
+static void offload_to_two_pools(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N / 2);
+    ferry_pool *first = p->pool;
+    p->pool = p->pool2;
+    offload_n(p, N / 2);
+    p->pool = first;
+}
+
+static void test_defer_second_pool_in_a_pass(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = new_pool(1), .pool2 = new_pool(1)};
+    run_pass(&p, offload_to_two_pools);
+    assert_int_equal(p.rc, 0);
+    wait_all(&p, 0);
+    assert_int_equal(p.n, N);
+    assert_int_equal(atomic_load(&p.ran), N);
+    finish(&p);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
+    assert_int_equal(ferry_pool_free(p.pool2), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defer_shutdown_on_same_thread_drains_them),
+        cmocka_unit_test(test_defer_stats_on_same_thread_count_them),
+        cmocka_unit_test(test_defer_pool_shut_down_by_other_thread_fails_them),
+        cmocka_unit_test(test_defer_pool_free_waits_for_the_pass),
+        cmocka_unit_test(
+            test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one),
+        cmocka_unit_test(test_defer_second_pool_in_a_pass),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
