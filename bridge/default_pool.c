@@ -120,6 +120,11 @@ static int current_locked(struct ferry__dpool **out)
 
 static int refresh(ferry_loop *loop)
 {
+    /* Offloads this pass deferred may be for the pool we are about to let
+     * go of (executor/defer.c): hand them over while our reference keeps
+     * it alive. If it refuses them they come back here for a fresh pool;
+     * the chain is empty by then, so that nested refresh ends. */
+    ferry__offloads_flush(loop);
     drop_cached(loop);
     struct ferry__dpool *d = NULL;
     pthread_mutex_lock(&lock);

@@ -18,7 +18,7 @@ struct pass {
     ferry_loop *loop;
     ferry_pool *pool;
     ferry_pool *pool2;
-    ferry_future *f[N];
+    ferry_future *f[2 * N];
     int n;
     _Atomic int ran;
     int rc;
@@ -198,7 +198,8 @@ static void test_defer_pool_free_waits_for_the_pass(void **state)
 
 /* The default pool, shut down by another loop's thread before the pass
  * ends: the offloads go to a fresh default pool (S16), as a submit made
- * after the shutdown would. */
+ * after the shutdown would, whether the pass ends first or offloads
+ * again (and so lets go of the old pool) first. */
 static void *shutdown_default_main(void *arg)
 {
     struct pass *p = arg;
@@ -218,6 +219,9 @@ static void offload_default_then_other_shuts_it(void *arg)
     if (pthread_create(&p->other, NULL, shutdown_default_main, p) != 0)
         abort();
     pthread_join(p->other, NULL);
+    /* The loop now takes a fresh default pool and lets go of the old one,
+     * which first gets (and refuses) the chain held for it. */
+    offload_n(p, N);
 }
 
 static void
@@ -233,7 +237,8 @@ test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one(void **state)
         void *v = NULL;
         assert_int_equal(ferry_future_result(p.f[i], &v), 0);
     }
-    assert_int_equal(atomic_load(&p.ran), N);
+    assert_int_equal(p.n, 2 * N);
+    assert_int_equal(atomic_load(&p.ran), 2 * N);
     assert_int_equal(ferry_loop_shutdown_default_executor(p.loop, -1), 0);
     finish(&p);
 }
