@@ -189,6 +189,10 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
         return rc;
     if (timeout_ns < -1)
         return -EINVAL;
+    /* Offloads this pass deferred go first: to the pool we drain below,
+     * or (refused: another loop shut it down) to a fresh one, which is
+     * then the one we drain. */
+    ferry__offloads_flush(loop);
     atomic_store_explicit(&loop->default_pool_shut, true, memory_order_relaxed);
     drop_cached(loop);
     pthread_mutex_lock(&lock);

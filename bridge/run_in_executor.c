@@ -131,26 +131,39 @@ static int submit_now(ferry_loop *loop, ferry_pool *pool, struct ferry__job *j)
     return rc;
 }
 
-/* Whether the calling thread's deferred chain is for its loop's default
- * pool (a chain is for one pool, executor/defer.c). */
-static FERRY__TLS bool tls_chain_default;
-
-/* loop->pass_end: the loop finished a pass of callbacks; its offloads go
- * to the pool in one push. If the pool shut down meanwhile (another
- * thread), a default pool's offloads go to a fresh default pool, as a
- * submit would have; the others fail with -ESHUTDOWN. */
-static void flush_offloads(ferry_loop *loop)
+/* The refuse hooks of a deferred chain (executor/defer.c): the pool shut
+ * down (another thread) before the loop's pass ended. An explicit pool's
+ * offloads fail with -ESHUTDOWN; a default pool's go to a fresh default
+ * pool, as a submit made then would have (S16). */
+static void refused(struct ferry__task *t, bool dflt)
 {
-    struct ferry__task *t = ferry__defer_flush();
     for (struct ferry__task *next; t != NULL; t = next) {
         next = t->next;
         struct ferry__job *j = ferry__container_of(t, struct ferry__job, task);
-        int rc = tls_chain_default ? submit_now(loop, NULL, j) : -ESHUTDOWN;
+        int rc = dflt ? submit_now(j->fut.loop, NULL, j) : -ESHUTDOWN;
         if (rc < 0) {
             (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
             ferry_future_unref(&j->fut); /* the job's in-flight ref */
         }
     }
+}
+
+static void refused_explicit(struct ferry__task *chain)
+{
+    refused(chain, false);
+}
+
+static void refused_default(struct ferry__task *chain)
+{
+    refused(chain, true);
+}
+
+/* loop->pass_end: the loop finished a pass of callbacks; its offloads go
+ * to the pool in one push. */
+static void flush_offloads(ferry_loop *loop)
+{
+    (void)loop;
+    ferry__defer_flush();
 }
 
 void ferry__offloads_flush(ferry_loop *loop)
@@ -179,8 +192,8 @@ static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
     int rc = 0;
     if (loop != NULL && ferry__loop_in_pass(loop) &&
         (target != NULL || ferry__default_pool(loop, &target) == 0) &&
-        ferry__defer_task(target, &j->task)) {
-        tls_chain_default = pool == NULL;
+        ferry__defer_task(target, &j->task,
+                          pool == NULL ? refused_default : refused_explicit)) {
         loop->pass_end = flush_offloads;
     } else {
         rc = submit_now(loop, pool, j);

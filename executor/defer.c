@@ -13,27 +13,30 @@
  * to the pool in one push, with at most one wake-up, when the pass ends
  * and before it polls again (bridge/run_in_executor.c, loop.c's iterate).
  *
- * Rules that keep a deferred task equivalent to a submitted one:
- *   - Only a pool that accepts outside submissions takes deferred tasks;
- *     otherwise the caller submits at once and gets the error at once.
+ * Rules that keep a deferred task close to a submitted one:
+ *   - Only an open pool takes deferred tasks; otherwise (or once it
+ *     starts shutting down) the caller submits at once and gets the error
+ *     at once.
  *   - A thread holds one chain, for one pool: a task for another pool
  *     is submitted at once.
- *   - ferry_pool_shutdown, ferry_pool_free and ferry_pool_stats called on
- *     the holding thread flush its chain first, so that a shutdown made
- *     after an offload, on the same thread, sees that offload queued.
- *   - The pool cannot be freed under a chain: the first task of a chain
- *     bumps pool->deferrers, the flush drops it as its last touch of the
- *     pool, and ferry_pool_free waits for zero. The bump happens inside
+ *   - ferry_pool_shutdown and ferry_pool_free called on the holding
+ *     thread flush its chain first, so that a shutdown made after an
+ *     offload, on the same thread, finds that offload queued.
+ *   - A chain holds a reference on the pool's memory (pool->refs: the
+ *     first task of a chain takes it, the flush drops it as its last
+ *     touch of the pool). ferry_pool_free stops and joins everything and
+ *     drops the pool's own reference; the memory goes with the last one.
+ *     So a free made by another thread neither waits for the pass nor
+ *     pulls the pool from under the chain. The reference is taken inside
  *     the submit call, while the caller must keep the pool alive anyway,
  *     so it happens-before any free that may follow.
- *   - A chain whose pool shut down meanwhile (another thread called
- *     ferry_pool_shutdown) is refused as a whole and given back to the
- *     caller of ferry__defer_flush, which owns its tasks again (the
- *     bridge retries a default pool's, bridge/run_in_executor.c); a flush
- *     made by a pool call drops them as shutdown drops queued tasks,
- *     complete(-ECANCELED).
+ *   - A chain whose pool shut down meanwhile (another thread) is refused
+ *     as a whole and goes to the refuse hook given with its first task,
+ *     after the reference is dropped (the bridge fails the futures with
+ *     -ESHUTDOWN, or takes a fresh default pool).
  *   - A chain inherited by a forked child belongs to the parent: the
- *     child forgets it without touching it (the fork generation).
+ *     child forgets it without touching it (the fork generation), before
+ *     it defers anything of its own.
  *
  * Thread: the functions act on the calling thread's chain only.
  */
@@ -47,6 +50,7 @@ struct defer_chain {
     struct ferry__task *first, *last;
     uint64_t n;
     unsigned gen; /* ferry__fork_gen() when the chain began */
+    ferry__defer_refused_fn *refused;
 };
 
 static FERRY__TLS struct defer_chain tls_chain;
@@ -58,64 +62,61 @@ static void forget(struct defer_chain *c)
     c->n = 0;
 }
 
-/* Hand the chain over. A refused chain is dropped here (drop) or given
- * back to the caller; either way we are done with the pool before the
- * release decrement. */
-static struct ferry__task *flush_chain(bool drop)
+/* Hand the chain over; a refused chain goes to the refuse hook once we
+ * are done with the pool. */
+static void flush_chain(void)
 {
     struct defer_chain *c = &tls_chain;
     ferry_pool *pool = c->pool;
-    struct ferry__task *t = c->first;
     if (pool == NULL)
-        return NULL;
+        return;
     if (c->gen != ferry__fork_gen()) {
         forget(c); /* the parent's tasks and pool: not ours to touch */
-        return NULL;
+        return;
     }
+    struct ferry__task *t = c->first;
+    ferry__defer_refused_fn *refused = c->refused;
     bool edge = false;
     int rc =
         ferry__inject_push_chain(&pool->inject, c->first, c->last, c->n, &edge);
     forget(c);
-    if (rc == 0) {
-        if (edge)
-            ferry__notify(pool);
-        t = NULL;
-    }
-    for (struct ferry__task *next; drop && t != NULL; t = next) {
-        next = t->next;
-        ferry__drop_task(pool, NULL, t);
-    }
-    /* Release: our last touch of the pool (the push, the drops) happens-
-     * before ferry_pool_free's acquire load that reads zero. */
-    atomic_fetch_sub_explicit(&pool->deferrers, 1, memory_order_release);
-    return t;
+    if (rc == 0 && edge)
+        ferry__notify(pool);
+    ferry__pool_unref(pool); /* our last touch of the pool */
+    if (rc < 0)
+        refused(t);
 }
 
-struct ferry__task *ferry__defer_flush(void)
+void ferry__defer_flush(void)
 {
-    return flush_chain(false);
+    flush_chain();
 }
 
 void ferry__defer_flush_for(ferry_pool *pool)
 {
     if (tls_chain.pool == pool && pool != NULL)
-        (void)flush_chain(true);
+        flush_chain();
 }
 
-bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t)
+bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
+                       ferry__defer_refused_fn *refused)
 {
     struct defer_chain *c = &tls_chain;
-    if (c->pool != pool) {
-        if (c->pool != NULL)
-            return false; /* one pool per chain: this one goes at once */
-        if (ferry__pool_state(pool) != FERRY__POOL_OPEN ||
-            ferry__pool_stale(pool) || ferry__worker_of(pool) != NULL)
-            return false; /* submit at once: errors and nesting as usual */
-        /* Relaxed: the submit call this runs in is what orders us before
-         * a later ferry_pool_free (see the file comment). */
-        atomic_fetch_add_explicit(&pool->deferrers, 1, memory_order_relaxed);
+    if (c->pool != NULL && c->gen != ferry__fork_gen())
+        forget(c); /* a forked child: the parent's chain is not ours */
+    if (c->pool != NULL && c->pool != pool)
+        return false; /* one pool per chain: this one goes at once */
+    if (ferry__pool_state(pool) != FERRY__POOL_OPEN) {
+        flush_chain(); /* shutting down: it refuses, the hook reports */
+        return false;  /* and this one gets its error at once */
+    }
+    if (c->pool == NULL) {
+        if (ferry__pool_stale(pool) || ferry__worker_of(pool) != NULL)
+            return false; /* at once: -ECHILD, or a worker's own deque */
+        ferry__pool_ref(pool);
         c->pool = pool;
         c->gen = ferry__fork_gen();
+        c->refused = refused;
     }
     ferry__stamp_enqueue(t);
     t->next = NULL;
@@ -126,13 +127,4 @@ bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t)
     c->last = t;
     c->n++;
     return true;
-}
-
-void ferry__defer_wait(ferry_pool *pool)
-{
-    /* Acquire: pairs with the release decrement in ferry__defer_flush. A
-     * holder flushes when its loop ends its pass of callbacks, so this
-     * waits for at most one pass of another thread's loop. */
-    while (atomic_load_explicit(&pool->deferrers, memory_order_acquire) != 0)
-        sched_yield();
 }

@@ -310,9 +310,9 @@ struct ferry_pool {
     _Atomic uint64_t spares_retired;
     _Atomic uint64_t starvation_events;
     _Atomic uint64_t dropped; /* cancelled outside any worker */
-    /* Threads holding a deferred chain for this pool (defer.c); free
-     * waits for zero. */
-    _Atomic uint32_t deferrers;
+    /* References on the pool's memory: the pool's own, dropped by
+     * ferry_pool_free, and one per deferred chain (defer.c). */
+    _Atomic uint32_t refs;
 
     /* Worker records inherited across fork, freed by ferry_pool_free. */
     struct ferry__worker **stale;
@@ -473,17 +473,20 @@ void ferry__stamp_enqueue(struct ferry__task *t);
 
 /* defer.c: deferred submission (see its file comment). Thread: each
  * function acts on the calling thread's chain. */
-/* Hold t for pool; false: not deferrable now, submit it at once. */
-bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t);
-/* Hand the calling thread's chain to its pool (no-op without one).
- * Returns NULL, or the chain (linked through next) if the pool refused it
- * (shutting down): the caller owns those tasks again. */
-struct ferry__task *ferry__defer_flush(void);
-/* Flush the calling thread's chain if it is for pool; a refused chain is
- * dropped (complete(-ECANCELED)). */
+/* Gets a refused chain (tasks linked through next), which it owns. */
+typedef void ferry__defer_refused_fn(struct ferry__task *chain);
+/* Hold t for pool (refused: the hook for the chain if the pool refuses
+ * it); false: not deferrable now, submit it at once. */
+bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
+                       ferry__defer_refused_fn *refused);
+/* Hand the calling thread's chain to its pool (no-op without one). */
+void ferry__defer_flush(void);
+/* Flush the calling thread's chain if it is for pool. */
 void ferry__defer_flush_for(ferry_pool *pool);
-/* Wait until no thread holds a chain for pool (ferry_pool_free). */
-void ferry__defer_wait(ferry_pool *pool);
+/* The pool's memory: one reference for the pool itself (dropped by
+ * ferry_pool_free) and one per deferred chain. Thread: any. */
+void ferry__pool_ref(ferry_pool *pool);
+void ferry__pool_unref(ferry_pool *pool);
 int ferry__pool_start_threads(ferry_pool *pool);
 
 #endif /* FERRY_EXECUTOR_INTERNAL_H */

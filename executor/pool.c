@@ -203,8 +203,24 @@ static void destroy(ferry_pool *pool)
     ferry__monitor_stop(pool);
     drop_queued(pool);
     pthread_mutex_destroy(&pool->sched.lock);
-    ferry__inject_term(&pool->inject);
     free_parts(pool);
+    ferry__pool_unref(pool); /* deferred chains may hold the memory */
+}
+
+void ferry__pool_ref(ferry_pool *pool)
+{
+    /* Relaxed: taken inside a submit call, which the caller must order
+     * before the free anyway (defer.c). */
+    atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+}
+
+void ferry__pool_unref(ferry_pool *pool)
+{
+    /* Acq_rel: every holder's last touch of the pool (a refused push on
+     * the injection queue's lock) happens-before the free. */
+    if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    ferry__inject_term(&pool->inject);
     free(pool);
 }
 
@@ -256,6 +272,7 @@ FERRY_API int ferry_pool_new(ferry_pool **out,
         goto out_term_inject;
     pool->gen = ferry__fork_gen();
     pool->pid = getpid();
+    atomic_init(&pool->refs, 1);
     rc = ferry__pool_start_threads(pool);
     if (rc != 0) {
         destroy(pool); /* joins the threads already started */
@@ -284,7 +301,6 @@ FERRY_API int ferry_pool_free(ferry_pool *pool)
     ferry__defer_flush_for(pool);
     begin_shutdown(pool, FERRY__POOL_DRAIN);
     wait_workers(pool, -1, NULL);
-    ferry__defer_wait(pool); /* other threads' chains: refused, dropped */
     destroy(pool);
     return 0;
 }

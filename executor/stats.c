@@ -60,7 +60,6 @@ FERRY_API int ferry_pool_stats(ferry_pool *pool, struct ferry_pool_stats *out)
         return -EINVAL;
     if (ferry__pool_stale_slow(pool))
         return -ECHILD;
-    ferry__defer_flush_for(pool); /* our own offloads count as submitted */
     memset(out, 0, sizeof *out);
     struct ferry__sched *s = &pool->sched;
     pthread_mutex_lock(&s->lock);

@@ -1,11 +1,12 @@
 /*
  * tests/test_bridge_defer.c: offloads made from a loop callback reach the
  * pool at the end of the loop's pass, in one push (executor/defer.c), and
- * behave as if submitted at once: a shutdown or stats call made after
- * them on the same thread sees them queued; a pool shut down or freed by
- * another thread before the pass ends fails them with -ESHUTDOWN (or, for
- * the default pool, hands them to a fresh one), and nothing leaks or
- * touches freed memory; a pool's free waits for the pass.
+ * behave as if submitted at once: a shutdown made after them on the same
+ * thread finds them queued, a cancel before the pass ends means they
+ * never run; a pool shut down or freed by another thread before the pass
+ * ends fails them with -ESHUTDOWN (or, for the default pool, hands them
+ * to a fresh one), without waiting for the pass, and nothing leaks or
+ * touches freed memory.
  */
 #include <string.h>
 
@@ -98,28 +99,25 @@ static void test_defer_shutdown_on_same_thread_drains_them(void **state)
     assert_int_equal(ferry_pool_free(p.pool), 0);
 }
 
-/* Offload, then read the stats in the same callback. */
-static void offload_then_stats(void *arg)
+static void offload_all(void *arg)
 {
-    struct pass *p = arg;
-    offload_n(p, N);
-    struct ferry_pool_stats st;
-    p->other_rc = ferry_pool_stats(p->pool, &st);
-    if (st.submitted != N)
-        p->other_rc = -1;
+    offload_n(arg, N);
 }
 
-static void test_defer_stats_on_same_thread_count_them(void **state)
+/* The stats count deferred offloads once the pass has handed them over. */
+static void test_defer_stats_count_them_after_the_pass(void **state)
 {
     (void)state;
     struct pass p = {.pool = new_pool(2)};
-    run_pass(&p, offload_then_stats);
+    run_pass(&p, offload_all);
     assert_int_equal(p.rc, 0);
-    assert_int_equal(p.other_rc, 0);
+    struct ferry_pool_stats st;
+    assert_int_equal(ferry_pool_stats(p.pool, &st), 0);
+    assert_int_equal(st.submitted, N);
     wait_all(&p, 0);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
     assert_int_equal(atomic_load(&p.ran), N);
     finish(&p);
-    assert_int_equal(ferry_pool_free(p.pool), 0);
 }
 
 static void *shutdown_main(void *arg)
@@ -166,33 +164,76 @@ static void *free_main(void *arg)
     return NULL;
 }
 
-/* Offload, then let another thread free the pool: the free must wait for
- * the end of the pass, whose flush is then refused. */
+/* Offload, then let another thread free the pool while this callback
+ * waits for that thread: the free must not wait for the pass (it would
+ * never end), and the chain, refused at the end of the pass, must not
+ * touch freed memory (the chain's reference keeps it). */
 static void offload_then_other_frees(void *arg)
 {
     struct pass *p = arg;
     offload_n(p, N);
     if (pthread_create(&p->other, NULL, free_main, p) != 0)
         abort();
-    sleep_ns(20000000); /* 20 ms: the free is waiting for us by now */
-    if (atomic_load(&p->other_done))
-        p->rc = -1; /* it did not wait */
+    pthread_join(p->other, NULL);
 }
 
-static void test_defer_pool_free_waits_for_the_pass(void **state)
+static void test_defer_pool_freed_by_other_thread_mid_pass(void **state)
 {
     (void)state;
     struct pass p = {.pool = new_pool(2)};
     run_pass(&p, offload_then_other_frees);
-    pthread_join(p.other, NULL);
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.other_rc, 0);
+    assert_true(atomic_load(&p.other_done));
     wait_all(&p, -ESHUTDOWN);
-    for (int i = 0; i < p.n; i++) {
-        void *v = NULL;
-        assert_int_equal(ferry_future_result(p.f[i], &v), -ESHUTDOWN);
-    }
     assert_int_equal(atomic_load(&p.ran), 0);
+    finish(&p);
+}
+
+/* Offload, then cancel every other future in the same callback, while
+ * their tasks wait in the chain: those never run (S18). */
+static void offload_then_cancel_half(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    for (int i = 0; i < p->n; i += 2)
+        if (!ferry_future_cancel(p->f[i]))
+            p->rc = -1;
+}
+
+static void test_S18_cancel_while_deferred_never_runs(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = new_pool(2)};
+    run_pass(&p, offload_then_cancel_half);
+    assert_int_equal(p.rc, 0);
+    for (int i = 0; i < p.n; i++)
+        assert_int_equal(ferry_loop_run_until_complete(p.loop, p.f[i], NULL),
+                         i % 2 == 0 ? -ECANCELED : 0);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
+    assert_int_equal(atomic_load(&p.ran), N / 2);
+    finish(&p);
+}
+
+/* Offload to the default pool, then shut it down from the same callback:
+ * the shutdown drains them (S16). */
+static void offload_default_then_shut_it(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    p->other_rc = ferry_loop_shutdown_default_executor(p->loop, -1);
+}
+
+static void
+test_S16_shutdown_default_executor_after_deferred_offloads(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = NULL};
+    run_pass(&p, offload_default_then_shut_it);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    assert_int_equal(atomic_load(&p.ran), N);
+    wait_all(&p, 0);
     finish(&p);
 }
 
@@ -272,9 +313,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defer_shutdown_on_same_thread_drains_them),
-        cmocka_unit_test(test_defer_stats_on_same_thread_count_them),
+        cmocka_unit_test(test_defer_stats_count_them_after_the_pass),
         cmocka_unit_test(test_defer_pool_shut_down_by_other_thread_fails_them),
-        cmocka_unit_test(test_defer_pool_free_waits_for_the_pass),
+        cmocka_unit_test(test_defer_pool_freed_by_other_thread_mid_pass),
+        cmocka_unit_test(test_S18_cancel_while_deferred_never_runs),
+        cmocka_unit_test(
+            test_S16_shutdown_default_executor_after_deferred_offloads),
         cmocka_unit_test(
             test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one),
         cmocka_unit_test(test_defer_second_pool_in_a_pass),

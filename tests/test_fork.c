@@ -172,6 +172,62 @@ static void test_S14_inherited_run_forever_stops_with_echild(void **state)
     assert_int_equal(ferry_loop_free(loop), 0);
 }
 
+/* S14 with a deferred offload: a fork inside a callback that offloaded,
+ * whose task waits for the end of the pass (executor/defer.c). The child
+ * rebuilds the loop and the pool, offloads again in the same callback,
+ * and its own task runs: the parent's chain is forgotten, not flushed in
+ * its place. The parent's offload completes in the parent. */
+static ferry_pool *dpool;
+static ferry_future *dfa, *dfb;
+static pid_t dpid = -1;
+
+static int echo(void *arg, void **result)
+{
+    *result = arg;
+    return 0;
+}
+
+static void offload_then_fork(void *arg)
+{
+    (void)arg;
+    if (ferry_run_in_executor(loop, dpool, echo, (void *)1, NULL, &dfa) != 0)
+        abort();
+    fflush(NULL);
+    dpid = fork();
+    if (dpid != 0)
+        return;
+    if (ferry_loop_after_fork(loop) != 0)
+        _exit(10);
+    if (ferry_pool_after_fork(dpool) != 0)
+        _exit(11);
+    if (ferry_run_in_executor(loop, dpool, echo, (void *)2, NULL, &dfb) != 0)
+        _exit(12);
+}
+
+static void test_S14_fork_in_callback_with_deferred_offload(void **state)
+{
+    (void)state;
+    struct ferry_pool_opts o = {.threads = 1};
+    assert_int_equal(ferry_pool_new(&dpool, &o), 0);
+    assert_int_equal(ferry_loop_new(&loop, NULL), 0);
+    ferry_call_soon(loop, offload_then_fork, NULL, NULL, NULL);
+    assert_int_equal(ferry_loop_run_once(loop, 0), 0);
+    if (dpid == 0) { /* the child: plain checks, exit status */
+        for (int i = 0; i < 500 && !ferry_future_done(dfb); i++)
+            (void)ferry_loop_run_once(loop, 10000000);
+        void *v = NULL;
+        _exit(ferry_future_result(dfb, &v) == 0 && v == (void *)2 ? 0 : 20);
+    }
+    assert_true(dpid > 0);
+    assert_int_equal(child_status(dpid), 0);
+    void *v = NULL;
+    assert_int_equal(ferry_loop_run_until_complete(loop, dfa, &v), 0);
+    assert_ptr_equal(v, (void *)1);
+    ferry_future_unref(dfa);
+    assert_int_equal(ferry_loop_free(loop), 0);
+    assert_int_equal(ferry_pool_free(dpool), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +235,7 @@ int main(void)
         cmocka_unit_test(
             test_S13_running_loop_null_in_child_forked_in_callback),
         cmocka_unit_test(test_S14_inherited_run_forever_stops_with_echild),
+        cmocka_unit_test(test_S14_fork_in_callback_with_deferred_offload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

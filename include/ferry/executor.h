@@ -172,7 +172,11 @@ FERRY_API int ferry_pool_new(ferry_pool **out,
  *          workers: nothing was done), -ECHILD (inherited across fork: call
  *          ferry_pool_after_fork first).
  * Ownership: the pool is freed. Task handles (ferry_task) are not part of
- *          it: they stay valid until their last ferry_task_unref.
+ *          it: they stay valid until their last ferry_task_unref. (Its
+ *          memory may outlive the call for as long as a loop holds
+ *          offloads for it until the end of a pass, see
+ *          ferry_run_in_executor: those offloads then fail; the threads
+ *          are all gone when this returns.)
  * Thread: any thread that is not one of the pool's workers.
  */
 FERRY_API int ferry_pool_free(ferry_pool *pool);
