@@ -20,8 +20,9 @@
  *   - A thread holds one chain, for one pool: a task for another pool
  *     is submitted at once.
  *   - ferry_pool_shutdown and ferry_pool_free called on the holding
- *     thread flush its chain first, so that a shutdown made after an
- *     offload, on the same thread, finds that offload queued.
+ *     thread flush its chain first (whatever its pool: the drain may wait
+ *     for a task that waits for a deferred one), so that a shutdown made
+ *     after an offload, on the same thread, finds that offload queued.
  *   - A chain holds a reference on the pool's memory (pool->refs: the
  *     first task of a chain takes it, the flush drops it as its last
  *     touch of the pool). ferry_pool_free stops and joins everything and
@@ -77,11 +78,21 @@ static void flush_chain(void)
     struct ferry__task *t = c->first;
     ferry__defer_refused_fn *refused = c->refused;
     bool edge = false;
+    /* An accepted push is followed by a wake-up, which reaches the pool's
+     * parts (cores, scheduler lock, maybe a new worker); our reference
+     * keeps only the struct. So destroy() waits for pool->flushing to
+     * fall to 0 before it joins and frees anything. Relaxed increment: it
+     * comes before our push's unlock (release), and destroy reads it after
+     * closing the queue under the same lock (acquire), so a push that got
+     * in is always seen; one that did not wakes nobody. */
+    atomic_fetch_add_explicit(&pool->flushing, 1, memory_order_relaxed);
     int rc =
         ferry__inject_push_chain(&pool->inject, c->first, c->last, c->n, &edge);
     forget(c);
     if (rc == 0 && edge)
         ferry__notify(pool);
+    /* Release: the wake-up happens-before destroy()'s acquire load. */
+    atomic_fetch_sub_explicit(&pool->flushing, 1, memory_order_release);
     ferry__pool_unref(pool); /* our last touch of the pool */
     if (rc < 0)
         refused(t);
@@ -90,12 +101,6 @@ static void flush_chain(void)
 void ferry__defer_flush(void)
 {
     flush_chain();
-}
-
-void ferry__defer_flush_for(ferry_pool *pool)
-{
-    if (tls_chain.pool == pool && pool != NULL)
-        flush_chain();
 }
 
 bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,

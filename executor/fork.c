@@ -101,6 +101,7 @@ FERRY_API int ferry_pool_after_fork(ferry_pool *pool)
     pool->inject.submitted = 0;
     /* The parent's deferred chains stay in the parent (defer.c). */
     atomic_store_explicit(&pool->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->flushing, 0, memory_order_relaxed);
     pool->gen = ferry__fork_gen();
     pool->pid = getpid();
     if (ferry__pool_state(pool) != FERRY__POOL_OPEN) {

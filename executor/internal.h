@@ -313,6 +313,9 @@ struct ferry_pool {
     /* References on the pool's memory: the pool's own, dropped by
      * ferry_pool_free, and one per deferred chain (defer.c). */
     _Atomic uint32_t refs;
+    /* Deferred chains being pushed right now (defer.c): destroy() waits
+     * for 0 before it joins and frees the parts. */
+    _Atomic uint32_t flushing;
 
     /* Worker records inherited across fork, freed by ferry_pool_free. */
     struct ferry__worker **stale;
@@ -481,8 +484,6 @@ bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
                        ferry__defer_refused_fn *refused);
 /* Hand the calling thread's chain to its pool (no-op without one). */
 void ferry__defer_flush(void);
-/* Flush the calling thread's chain if it is for pool. */
-void ferry__defer_flush_for(ferry_pool *pool);
 /* The pool's memory: one reference for the pool itself (dropped by
  * ferry_pool_free) and one per deferred chain. Thread: any. */
 void ferry__pool_ref(ferry_pool *pool);

@@ -27,6 +27,7 @@
  * own workers (-EDEADLK).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -198,6 +199,11 @@ static int wait_workers(ferry_pool *pool, int64_t timeout_ns,
 static void destroy(ferry_pool *pool)
 {
     begin_shutdown(pool, FERRY__POOL_CANCEL);
+    /* Acquire: pairs with the release decrement in defer.c's flush; a
+     * push that got in before the close ends with its wake-up, which may
+     * start a worker: wait_workers and join_workers below then see it. */
+    while (atomic_load_explicit(&pool->flushing, memory_order_acquire) != 0)
+        sched_yield();
     wait_workers(pool, -1, NULL);
     join_workers(pool);
     ferry__monitor_stop(pool);
@@ -298,7 +304,7 @@ FERRY_API int ferry_pool_free(ferry_pool *pool)
         return -ECHILD;
     if (ferry__worker_of(pool) != NULL)
         return -EDEADLK;
-    ferry__defer_flush_for(pool);
+    ferry__defer_flush(); /* this thread's offloads first */
     begin_shutdown(pool, FERRY__POOL_DRAIN);
     wait_workers(pool, -1, NULL);
     destroy(pool);
@@ -314,7 +320,7 @@ FERRY_API int ferry_pool_shutdown(ferry_pool *pool, int mode,
         return -EINVAL;
     if (ferry__pool_stale_slow(pool))
         return -ECHILD;
-    ferry__defer_flush_for(pool);
+    ferry__defer_flush(); /* this thread's offloads first */
     begin_shutdown(pool, mode == FERRY_DRAIN ? FERRY__POOL_DRAIN
                                              : FERRY__POOL_CANCEL);
     if (ferry__worker_of(pool) != NULL)

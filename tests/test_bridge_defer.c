@@ -239,8 +239,8 @@ test_S16_shutdown_default_executor_after_deferred_offloads(void **state)
 
 /* The default pool, shut down by another loop's thread before the pass
  * ends: the offloads go to a fresh default pool (S16), as a submit made
- * after the shutdown would, whether the pass ends first or offloads
- * again (and so lets go of the old pool) first. */
+ * after the shutdown would, when the loop offloads again (and so lets go
+ * of the old pool) before the pass ends. */
 static void *shutdown_default_main(void *arg)
 {
     struct pass *p = arg;
@@ -284,6 +284,30 @@ test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one(void **state)
     finish(&p);
 }
 
+/* As above, but the pass ends before the loop offloads again: the chain
+ * is refused at the end of the pass and goes to a fresh default pool. */
+static void offload_default_other_shuts_pass_ends(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    if (pthread_create(&p->other, NULL, shutdown_default_main, p) != 0)
+        abort();
+    pthread_join(p->other, NULL);
+}
+
+static void test_S16_default_pool_shut_down_then_pass_ends(void **state)
+{
+    (void)state;
+    struct pass p = {.pool = NULL};
+    run_pass(&p, offload_default_other_shuts_pass_ends);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    wait_all(&p, 0);
+    assert_int_equal(atomic_load(&p.ran), N);
+    assert_int_equal(ferry_loop_shutdown_default_executor(p.loop, -1), 0);
+    finish(&p);
+}
+
 /* A task for a second pool in the same pass goes at once; both run. */
 static void offload_to_two_pools(void *arg)
 {
@@ -293,6 +317,11 @@ static void offload_to_two_pools(void *arg)
     p->pool = p->pool2;
     offload_n(p, N / 2);
     p->pool = first;
+    /* The first pool's wait for the end of the pass, the second's went. */
+    struct ferry_pool_stats a, b;
+    if (ferry_pool_stats(first, &a) != 0 || ferry_pool_stats(p->pool2, &b) ||
+        a.submitted != 0 || b.submitted != N / 2)
+        p->rc = -1;
 }
 
 static void test_defer_second_pool_in_a_pass(void **state)
@@ -321,6 +350,7 @@ int main(void)
             test_S16_shutdown_default_executor_after_deferred_offloads),
         cmocka_unit_test(
             test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one),
+        cmocka_unit_test(test_S16_default_pool_shut_down_then_pass_ends),
         cmocka_unit_test(test_defer_second_pool_in_a_pass),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

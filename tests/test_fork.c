@@ -181,8 +181,11 @@ static ferry_pool *dpool;
 static ferry_future *dfa, *dfb;
 static pid_t dpid = -1;
 
+static _Atomic int echo_runs[3]; /* by argument */
+
 static int echo(void *arg, void **result)
 {
+    atomic_fetch_add(&echo_runs[(uintptr_t)arg], 1);
     *result = arg;
     return 0;
 }
@@ -216,13 +219,16 @@ static void test_S14_fork_in_callback_with_deferred_offload(void **state)
         for (int i = 0; i < 500 && !ferry_future_done(dfb); i++)
             (void)ferry_loop_run_once(loop, 10000000);
         void *v = NULL;
-        _exit(ferry_future_result(dfb, &v) == 0 && v == (void *)2 ? 0 : 20);
+        if (ferry_future_result(dfb, &v) != 0 || v != (void *)2)
+            _exit(20);
+        _exit(atomic_load(&echo_runs[1]) == 0 ? 0 : 21); /* not the parent's */
     }
     assert_true(dpid > 0);
     assert_int_equal(child_status(dpid), 0);
     void *v = NULL;
     assert_int_equal(ferry_loop_run_until_complete(loop, dfa, &v), 0);
     assert_ptr_equal(v, (void *)1);
+    assert_int_equal(atomic_load(&echo_runs[1]), 1);
     ferry_future_unref(dfa);
     assert_int_equal(ferry_loop_free(loop), 0);
     assert_int_equal(ferry_pool_free(dpool), 0);
