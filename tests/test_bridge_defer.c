@@ -338,6 +338,45 @@ static void test_defer_second_pool_in_a_pass(void **state)
     assert_int_equal(ferry_pool_free(p.pool2), 0);
 }
 
+/* More offloads in flight than the loop keeps prefetch hints for
+ * (FERRY__EXPECT): the hints are dropped oldest first, every future
+ * still resolves. */
+enum { MANY = FERRY__EXPECT + FERRY__EXPECT / 2 };
+
+struct many {
+    ferry_loop *loop;
+    ferry_pool *pool;
+    ferry_future *f[MANY];
+    int rc;
+};
+
+static void offload_many(void *arg)
+{
+    struct many *m = arg;
+    for (int i = 0; i < MANY && m->rc == 0; i++)
+        m->rc = ferry_run_in_executor(m->loop, m->pool, add_one,
+                                      (void *)(uintptr_t)i, NULL, &m->f[i]);
+}
+
+static void test_defer_more_in_flight_than_hints(void **state)
+{
+    (void)state;
+    static struct many m;
+    m.pool = new_pool(2);
+    assert_int_equal(ferry_loop_new(&m.loop, NULL), 0);
+    assert_int_equal(ferry_call_soon(m.loop, offload_many, &m, NULL, NULL), 0);
+    assert_int_equal(ferry_loop_run_once(m.loop, 0), 0);
+    assert_int_equal(m.rc, 0);
+    for (int i = 0; i < MANY; i++) {
+        void *v = NULL;
+        assert_int_equal(ferry_loop_run_until_complete(m.loop, m.f[i], &v), 0);
+        assert_ptr_equal(v, (void *)(uintptr_t)(i + 1));
+        ferry_future_unref(m.f[i]);
+    }
+    assert_int_equal(ferry_loop_free(m.loop), 0);
+    assert_int_equal(ferry_pool_free(m.pool), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +391,7 @@ int main(void)
             test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one),
         cmocka_unit_test(test_S16_default_pool_shut_down_then_pass_ends),
         cmocka_unit_test(test_defer_second_pool_in_a_pass),
+        cmocka_unit_test(test_defer_more_in_flight_than_hints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
