@@ -130,6 +130,7 @@ bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
     else
         c->first = t;
     c->last = t;
-    c->n++;
+    if (++c->n == FERRY__DEFER_MAX)
+        flush_chain(); /* let the workers start on a long pass's tasks */
     return true;
 }

@@ -478,6 +478,10 @@ void ferry__stamp_enqueue(struct ferry__task *t);
  * function acts on the calling thread's chain. */
 /* Gets a refused chain (tasks linked through next), which it owns. */
 typedef void ferry__defer_refused_fn(struct ferry__task *chain);
+/* Tasks per chain at most: one lock per 64 offloads is most of the gain,
+ * and a callback that offloads thousands at once (a batch) should not
+ * keep the workers waiting until it returns (bench: ferry.tiny). */
+enum { FERRY__DEFER_MAX = 64 };
 /* Hold t for pool (refused: the hook for the chain if the pool refuses
  * it); false: not deferrable now, submit it at once. */
 bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,

@@ -13,13 +13,13 @@
 #include "bridge/internal.h"
 #include "bridge_util.h"
 
-enum { N = 64 };
+enum { N = FERRY__DEFER_MAX / 2 }; /* one chain holds them all */
 
 struct pass {
     ferry_loop *loop;
     ferry_pool *pool;
     ferry_pool *pool2;
-    ferry_future *f[2 * N];
+    ferry_future *f[2 * FERRY__DEFER_MAX];
     int n;
     _Atomic int ran;
     int rc;
@@ -338,6 +338,31 @@ static void test_defer_second_pool_in_a_pass(void **state)
     assert_int_equal(ferry_pool_free(p.pool2), 0);
 }
 
+/* A chain that reaches FERRY__DEFER_MAX tasks goes to the pool at once:
+ * the workers start on a long callback's offloads before it returns. */
+static void offload_a_full_chain_then_wait(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, FERRY__DEFER_MAX);
+    for (int i = 0; i < 2000 && atomic_load(&p->ran) == 0; i++)
+        sleep_ns(1000000); /* up to 2 s: the tasks are queued already */
+    p->other_rc = atomic_load(&p->ran) > 0 ? 0 : -1;
+}
+
+static void test_defer_full_chain_goes_at_once(void **state)
+{
+    (void)state;
+    static struct pass p;
+    p.pool = new_pool(2);
+    run_pass(&p, offload_a_full_chain_then_wait);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.other_rc, 0);
+    wait_all(&p, 0);
+    assert_int_equal(atomic_load(&p.ran), FERRY__DEFER_MAX);
+    finish(&p);
+    assert_int_equal(ferry_pool_free(p.pool), 0);
+}
+
 /* More offloads in flight than the loop keeps prefetch hints for
  * (FERRY__EXPECT): the hints are dropped oldest first, every future
  * still resolves. */
@@ -391,6 +416,7 @@ int main(void)
             test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one),
         cmocka_unit_test(test_S16_default_pool_shut_down_then_pass_ends),
         cmocka_unit_test(test_defer_second_pool_in_a_pass),
+        cmocka_unit_test(test_defer_full_chain_goes_at_once),
         cmocka_unit_test(test_defer_more_in_flight_than_hints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
