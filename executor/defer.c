@@ -11,7 +11,8 @@
  * defers: while a loop runs a pass of callbacks, the tasks its callbacks
  * offload are chained on a thread-local list, and the loop hands the chain
  * to the pool in one push, with at most one wake-up, when the pass ends
- * and before it polls again (bridge/run_in_executor.c, loop.c's iterate).
+ * and before it polls again (bridge/run_in_executor.c, loop.c's iterate),
+ * or as soon as it holds FERRY__DEFER_MAX tasks.
  *
  * Rules that keep a deferred task close to a submitted one:
  *   - Only an open pool takes deferred tasks; otherwise (or once it

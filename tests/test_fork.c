@@ -9,6 +9,7 @@
 
 #include "helpers.h"
 #include "loop/internal.h"
+#include "tests/pool_threads.h"
 
 /* Loops live in statics, not locals: a child that _exit()s leaves them
  * reachable, so valgrind does not count what it inherited as leaked. */
@@ -212,6 +213,9 @@ static void test_S14_fork_in_callback_with_deferred_offload(void **state)
     (void)state;
     struct ferry_pool_opts o = {.threads = 1};
     assert_int_equal(ferry_pool_new(&dpool, &o), 0);
+    /* The worker and the monitor have started (tests/pool_threads.h: a
+     * fork while one starts can hand the child ASan's allocator lock). */
+    assert_true(wait_pool_threads(2));
     assert_int_equal(ferry_loop_new(&loop, NULL), 0);
     ferry_call_soon(loop, offload_then_fork, NULL, NULL, NULL);
     assert_int_equal(ferry_loop_run_once(loop, 0), 0);

@@ -47,15 +47,16 @@ typedef int ferry_work_fn(void *arg, void **result);
  * loop was closed by then).
  *
  * Called from a callback of the running loop, the task reaches the pool
- * when the loop ends its current pass of callbacks, before it polls again,
- * together with the pass's other offloads to that pool: one lock and at
- * most one wake-up for the batch. (So a callback that blocks after an
- * offload delays that offload's start: callbacks must not block.) If
- * another thread shuts the pool down before the pass ends, the future
- * fails with -ESHUTDOWN (the default pool: the task goes to a fresh
- * default pool, as a later call would); a shutdown or free made on the
- * loop's own thread finds the task queued. Called anywhere else on the
- * loop's thread, the task is submitted at once.
+ * when the loop ends its current pass of callbacks (before it polls
+ * again), or sooner once 64 such offloads wait, together with the other
+ * offloads waiting for that pool: one lock and at most one wake-up for the
+ * batch. (So a callback that blocks after an offload may delay that
+ * offload's start: callbacks must not block.) If another thread shuts the
+ * pool down before the batch goes, the future fails with -ESHUTDOWN (the
+ * default pool: the task goes to a fresh default pool, as a later call
+ * would); a shutdown or free made on the loop's own thread finds the task
+ * queued. Called anywhere else on the loop's thread, the task is
+ * submitted at once.
  *
  * Returns: 0, -EINVAL (loop or fn NULL), -ENOMEM, -EPERM (not the loop's
  *          thread), -ESHUTDOWN (loop closed, pool shutting down, or this
