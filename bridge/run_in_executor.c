@@ -5,7 +5,11 @@
  * spare inbox node, taken from a per-thread cache (common/cache.c), so the
  * steady state calls no malloc. The path (DESIGN.md §2):
  *
- *   loop thread  job_new; submit the task (blocking-flagged)
+ *   loop thread  job_new; submit the task (blocking-flagged): from a
+ *                callback of the running loop, chained and pushed with
+ *                the pass's other offloads in one lock at the end of the
+ *                pass (executor/defer.c), its inbox node noted as a
+ *                prefetch hint for the drain (loop/wakeup.c)
  *   worker       job_run: CAS PENDING->RUNNING on the future (a lost CAS
  *                means it was cancelled first: fn never runs); fn(arg);
  *                resolve the future from the worker: the state is
