@@ -124,7 +124,7 @@ static int refresh(ferry_loop *loop)
      * go of (executor/defer.c): hand them over while our reference keeps
      * it alive. If it refuses them they come back here for a fresh pool;
      * the chain is empty by then, so that nested refresh ends. */
-    ferry__offloads_flush(loop);
+    ferry__defer_flush();
     drop_cached(loop);
     struct ferry__dpool *d = NULL;
     pthread_mutex_lock(&lock);
@@ -192,7 +192,7 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
     /* Offloads this pass deferred go first: to the pool we drain below,
      * or (refused: another loop shut it down) to a fresh one, which is
      * then the one we drain. */
-    ferry__offloads_flush(loop);
+    ferry__defer_flush();
     atomic_store_explicit(&loop->default_pool_shut, true, memory_order_relaxed);
     drop_cached(loop);
     pthread_mutex_lock(&lock);

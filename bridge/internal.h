@@ -31,10 +31,6 @@ struct ferry__job {
 _Static_assert(sizeof(struct ferry__job) <= FERRY__CACHE_LARGE_BYTES,
                "a job must fit the 192-byte budget of DESIGN.md §7");
 
-/* run_in_executor.c: hand the calling thread's deferred offloads to
- * their pool now (loop's owner thread, inside a pass). */
-void ferry__offloads_flush(ferry_loop *loop);
-
 /* default_pool.c: the process-wide default pool, made on first use.
  * Returns 0, -ESHUTDOWN (this loop shut it down), -ENOMEM, -EAGAIN. */
 int ferry__default_pool(ferry_loop *loop, ferry_pool **out);

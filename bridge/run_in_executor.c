@@ -170,11 +170,6 @@ static void flush_offloads(ferry_loop *loop)
     ferry__defer_flush();
 }
 
-void ferry__offloads_flush(ferry_loop *loop)
-{
-    flush_offloads(loop);
-}
-
 /* pool == NULL: the loop's default pool. */
 static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
                       void *arg, ferry_free_fn *dtor, ferry_future **out)

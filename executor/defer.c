@@ -66,7 +66,7 @@ static void forget(struct defer_chain *c)
 
 /* Hand the chain over; a refused chain goes to the refuse hook once we
  * are done with the pool. */
-static void flush_chain(void)
+void ferry__defer_flush(void)
 {
     struct defer_chain *c = &tls_chain;
     ferry_pool *pool = c->pool;
@@ -87,8 +87,8 @@ static void flush_chain(void)
      * closing the queue under the same lock (acquire), so a push that got
      * in is always seen; one that did not wakes nobody. */
     atomic_fetch_add_explicit(&pool->flushing, 1, memory_order_relaxed);
-    int rc =
-        ferry__inject_push_chain(&pool->inject, c->first, c->last, c->n, &edge);
+    int rc = ferry__inject_push_chain(&pool->inject, c->first, c->last, c->n,
+                                      false, &edge);
     forget(c);
     if (rc == 0 && edge)
         ferry__notify(pool);
@@ -97,11 +97,6 @@ static void flush_chain(void)
     ferry__pool_unref(pool); /* our last touch of the pool */
     if (rc < 0)
         refused(t);
-}
-
-void ferry__defer_flush(void)
-{
-    flush_chain();
 }
 
 bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
@@ -113,8 +108,8 @@ bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
     if (c->pool != NULL && c->pool != pool)
         return false; /* one pool per chain: this one goes at once */
     if (ferry__pool_state(pool) != FERRY__POOL_OPEN) {
-        flush_chain(); /* shutting down: it refuses, the hook reports */
-        return false;  /* and this one gets its error at once */
+        ferry__defer_flush(); /* shutting down: it refuses, the hook reports */
+        return false;         /* and this one gets its error at once */
     }
     if (c->pool == NULL) {
         if (ferry__pool_stale(pool) || ferry__worker_of(pool) != NULL)
@@ -132,6 +127,6 @@ bool ferry__defer_task(ferry_pool *pool, struct ferry__task *t,
         c->first = t;
     c->last = t;
     if (++c->n == FERRY__DEFER_MAX)
-        flush_chain(); /* let the workers start on a long pass's tasks */
+        ferry__defer_flush(); /* let the workers start on a long pass's tasks */
     return true;
 }

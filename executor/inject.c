@@ -69,29 +69,12 @@ static void append_locked(struct ferry__inject *q, struct ferry__task *first,
     q->len += n;
 }
 
-int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
-                       bool nested, bool *was_empty)
+int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
+                             struct ferry__task *last, uint64_t n, bool nested,
+                             bool *was_empty)
 {
     ferry__lock(&q->lock);
     if (q->closed > (nested ? 1 : 0)) {
-        ferry__unlock(&q->lock);
-        return -ESHUTDOWN;
-    }
-    *was_empty = q->len == 0;
-    append_locked(q, t, t, 1);
-    q->submitted++;
-    ferry__unlock(&q->lock);
-    return 0;
-}
-
-int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
-                             struct ferry__task *last, uint64_t n,
-                             bool *was_empty)
-{
-    /* An outside submitter's batch (defer.c): one lock for n tasks, FIFO
-     * among them, refused as a whole once the pool is closing. */
-    ferry__lock(&q->lock);
-    if (q->closed > 0) {
         ferry__unlock(&q->lock);
         return -ESHUTDOWN;
     }
@@ -100,6 +83,12 @@ int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
     q->submitted += n;
     ferry__unlock(&q->lock);
     return 0;
+}
+
+int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
+                       bool nested, bool *was_empty)
+{
+    return ferry__inject_push_chain(q, t, t, 1, nested, was_empty);
 }
 
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)

@@ -210,10 +210,10 @@ void ferry__inject_term(struct ferry__inject *q);
  * queue non-empty, so the caller must notify (only then). */
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested, bool *was_empty);
-/* Append first..last (n tasks, linked through next) for an outside
- * submitter; -ESHUTDOWN once the pool is closing (nothing appended). */
+/* As ferry__inject_push for first..last (n tasks linked through next),
+ * all or nothing, in one lock (defer.c's batches). */
 int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
-                             struct ferry__task *last, uint64_t n,
+                             struct ferry__task *last, uint64_t n, bool nested,
                              bool *was_empty);
 /* Put back a task already accepted, whatever the closed level. */
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);

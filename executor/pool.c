@@ -222,8 +222,9 @@ void ferry__pool_ref(ferry_pool *pool)
 
 void ferry__pool_unref(ferry_pool *pool)
 {
-    /* Acq_rel: every holder's last touch of the pool (a refused push on
-     * the injection queue's lock) happens-before the free. */
+    /* Acq_rel: every holder's last touch of the pool (its push on the
+     * injection queue and the wake-up after it, defer.c) happens-before
+     * the free. */
     if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
         return;
     ferry__inject_term(&pool->inject);

@@ -23,7 +23,10 @@ struct pass {
     int n;
     _Atomic int ran;
     int rc;
-    /* the other thread's side */
+    /* the other thread's side: offload_then_other runs other_main on it
+     * mid-pass, then offloads `again` more */
+    void *(*other_main)(void *arg);
+    int again;
     pthread_t other;
     int other_rc;
     _Atomic bool other_done;
@@ -48,6 +51,18 @@ static void offload_n(struct pass *p, int n)
         }
         p->n++;
     }
+}
+
+/* Offload N, let another thread run p->other_main while this callback
+ * waits for it, then offload p->again more, all in one pass. */
+static void offload_then_other(void *arg)
+{
+    struct pass *p = arg;
+    offload_n(p, N);
+    if (pthread_create(&p->other, NULL, p->other_main, p) != 0)
+        abort();
+    pthread_join(p->other, NULL);
+    offload_n(p, p->again);
 }
 
 static void run_pass(struct pass *p, ferry_cb *cb)
@@ -128,29 +143,16 @@ static void *shutdown_main(void *arg)
     return NULL;
 }
 
-/* Offload, then let another thread shut the pool down before the pass
- * ends: the chain is refused, the futures fail with -ESHUTDOWN. */
-static void offload_then_other_shuts_down(void *arg)
-{
-    struct pass *p = arg;
-    offload_n(p, N);
-    if (pthread_create(&p->other, NULL, shutdown_main, p) != 0)
-        abort();
-    pthread_join(p->other, NULL);
-}
-
 static void test_defer_pool_shut_down_by_other_thread_fails_them(void **state)
 {
     (void)state;
-    struct pass p = {.pool = new_pool(2)};
-    run_pass(&p, offload_then_other_shuts_down);
+    /* Another thread shuts the pool down before the pass ends: the chain
+     * is refused, the futures fail with -ESHUTDOWN. */
+    struct pass p = {.pool = new_pool(2), .other_main = shutdown_main};
+    run_pass(&p, offload_then_other);
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.other_rc, 0);
     wait_all(&p, -ESHUTDOWN);
-    for (int i = 0; i < p.n; i++) {
-        void *v = NULL;
-        assert_int_equal(ferry_future_result(p.f[i], &v), -ESHUTDOWN);
-    }
     assert_int_equal(atomic_load(&p.ran), 0);
     finish(&p);
     assert_int_equal(ferry_pool_free(p.pool), 0);
@@ -164,24 +166,15 @@ static void *free_main(void *arg)
     return NULL;
 }
 
-/* Offload, then let another thread free the pool while this callback
- * waits for that thread: the free must not wait for the pass (it would
- * never end), and the chain, refused at the end of the pass, must not
- * touch freed memory (the chain's reference keeps it). */
-static void offload_then_other_frees(void *arg)
-{
-    struct pass *p = arg;
-    offload_n(p, N);
-    if (pthread_create(&p->other, NULL, free_main, p) != 0)
-        abort();
-    pthread_join(p->other, NULL);
-}
-
 static void test_defer_pool_freed_by_other_thread_mid_pass(void **state)
 {
     (void)state;
-    struct pass p = {.pool = new_pool(2)};
-    run_pass(&p, offload_then_other_frees);
+    /* Another thread frees the pool while this callback waits for it: the
+     * free must not wait for the pass (it would never end), and the chain,
+     * refused at the end of the pass, must not touch freed memory (the
+     * chain's reference keeps it). */
+    struct pass p = {.pool = new_pool(2), .other_main = free_main};
+    run_pass(&p, offload_then_other);
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.other_rc, 0);
     assert_true(atomic_load(&p.other_done));
@@ -239,8 +232,8 @@ test_S16_shutdown_default_executor_after_deferred_offloads(void **state)
 
 /* The default pool, shut down by another loop's thread before the pass
  * ends: the offloads go to a fresh default pool (S16), as a submit made
- * after the shutdown would, when the loop offloads again (and so lets go
- * of the old pool) before the pass ends. */
+ * after the shutdown would. Two tests: the loop offloads again (and so lets
+ * go of the old pool) before the pass ends, or the pass ends first. */
 static void *shutdown_default_main(void *arg)
 {
     struct pass *p = arg;
@@ -253,53 +246,31 @@ static void *shutdown_default_main(void *arg)
     return NULL;
 }
 
-static void offload_default_then_other_shuts_it(void *arg)
-{
-    struct pass *p = arg;
-    offload_n(p, N);
-    if (pthread_create(&p->other, NULL, shutdown_default_main, p) != 0)
-        abort();
-    pthread_join(p->other, NULL);
-    /* The loop now takes a fresh default pool and lets go of the old one,
-     * which first gets (and refuses) the chain held for it. */
-    offload_n(p, N);
-}
-
 static void
 test_S16_default_pool_shut_down_mid_pass_takes_a_fresh_one(void **state)
 {
     (void)state;
-    struct pass p = {.pool = NULL};
-    run_pass(&p, offload_default_then_other_shuts_it);
+    /* The loop offloads again after the shutdown: it takes a fresh default
+     * pool and lets go of the old one, which first gets (and refuses) the
+     * chain held for it. */
+    struct pass p = {.other_main = shutdown_default_main, .again = N};
+    run_pass(&p, offload_then_other);
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.other_rc, 0);
     wait_all(&p, 0);
-    for (int i = 0; i < p.n; i++) {
-        void *v = NULL;
-        assert_int_equal(ferry_future_result(p.f[i], &v), 0);
-    }
     assert_int_equal(p.n, 2 * N);
     assert_int_equal(atomic_load(&p.ran), 2 * N);
     assert_int_equal(ferry_loop_shutdown_default_executor(p.loop, -1), 0);
     finish(&p);
 }
 
-/* As above, but the pass ends before the loop offloads again: the chain
- * is refused at the end of the pass and goes to a fresh default pool. */
-static void offload_default_other_shuts_pass_ends(void *arg)
-{
-    struct pass *p = arg;
-    offload_n(p, N);
-    if (pthread_create(&p->other, NULL, shutdown_default_main, p) != 0)
-        abort();
-    pthread_join(p->other, NULL);
-}
-
 static void test_S16_default_pool_shut_down_then_pass_ends(void **state)
 {
     (void)state;
-    struct pass p = {.pool = NULL};
-    run_pass(&p, offload_default_other_shuts_pass_ends);
+    /* The chain is refused at the end of the pass, and its offloads go to
+     * a fresh default pool. */
+    struct pass p = {.other_main = shutdown_default_main};
+    run_pass(&p, offload_then_other);
     assert_int_equal(p.rc, 0);
     assert_int_equal(p.other_rc, 0);
     wait_all(&p, 0);
