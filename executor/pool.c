@@ -148,6 +148,18 @@ static void begin_shutdown(ferry_pool *pool, int target)
     if (target == FERRY__POOL_CANCEL)
         drop_queued(pool);
     ferry__wake_all_idle(pool);
+    /* A drain must not end with accepted tasks queued. A submit accepted
+     * just before the close may not have made its wake-up yet; when no
+     * worker is alive the drain's wait would see alive == 0 and return
+     * at once (CI, stress_races_pool: 760 accepted tasks dropped by the
+     * free). So wake for it ourselves: the close ordered every accepted
+     * push before this, and the wake-up starts a worker (or leaves the
+     * work to a live searcher or core holder, whom the wait counts). */
+    if (ferry__pool_state(pool) != FERRY__POOL_DRAIN)
+        return;
+    ferry__fence_seq_cst(); /* as a submitter's, see park.c */
+    if (ferry__work_visible(pool))
+        ferry__wakep(pool);
 }
 
 static void fill_report(ferry_pool *pool, struct ferry_pool_report *r)

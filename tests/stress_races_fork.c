@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pool_threads.h"
 #include "stress_races.h"
 
 struct fork_race {
@@ -58,13 +59,20 @@ static void fr_maybe_pause(void)
 }
 
 /* Every worker asleep: none is inside free() (a task's block, after its
- * fn) when we fork. Used under ASan only, see FR_QUIESCE. */
+ * fn) when we fork, and none is starting or leaving: the threads the
+ * kernel lists under the pool's names are the workers the pool counts and
+ * its monitor, so each has finished the runtime's start-up (it names
+ * itself first thing) and none is in its exit (which frees the thread's
+ * runtime state). Fork 0 hung once in CI without the second check: the
+ * pool starts its workers on the first submit. Used under ASan only, see
+ * FR_QUIESCE. */
 static bool fr_pool_asleep(void)
 {
     struct ferry_pool_stats st;
     assert_int_equal(ferry_pool_stats(fr.pool, &st), 0);
     return st.threads_idle == st.threads_total &&
-           st.completed + st.cancelled == st.submitted;
+           st.completed + st.cancelled == st.submitted &&
+           count_pool_threads() == (int)st.threads_total + 1;
 }
 
 static void fr_task(void *arg)

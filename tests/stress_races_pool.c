@@ -7,8 +7,9 @@
  * means this), or was refused (-ESHUTDOWN). In drain mode only the
  * cancels drop tasks.
  *
- * FERRY_RACE_POOL iterations (2000); FERRY_RACE_SECONDS and the rest:
- * stress_races.h.
+ * FERRY_RACE_POOL iterations (2000); a second race, a drain against a
+ * fresh pool's first submits: FERRY_RACE_DRAIN. FERRY_RACE_SECONDS and the
+ * rest: stress_races.h.
  */
 #include "stress_races.h"
 
@@ -199,10 +200,90 @@ static void test_race_pool_shutdown_vs_submit_and_cancel(void **state)
     assert_true(pr_totals[2] > 0); /* and submits were refused */
 }
 
+/* ---- a drain racing the first submits of a fresh pool ---- */
+
+/* Found by CI: a submit accepted just before the close, whose wake-up had
+ * not started a worker yet, left the drain nobody alive to wait for, and
+ * the drain returned with the task queued (the free then dropped it).
+ * Every iteration: a fresh pool, a thread submits DR_EACH tasks while the
+ * test thread drains at a random point; every accepted task must have run
+ * when the drain returns. FERRY_RACE_DRAIN iterations (20000). */
+enum { DR_EACH = 4 };
+
+static struct drain_race {
+    ferry_pool *pool;
+    _Atomic int go, started;
+    _Atomic long ran;
+    _Atomic int rc[DR_EACH];
+} dr;
+
+static void dr_task(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&dr.ran, 1);
+}
+
+static void *dr_submitter(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&dr.go))
+        ;
+    atomic_store(&dr.started, 1);
+    for (int k = 0; k < DR_EACH; k++)
+        atomic_store(&dr.rc[k],
+                     ferry_pool_submit(dr.pool, dr_task, NULL, NULL, 0, NULL));
+    return NULL;
+}
+
+static long dr_accepted, dr_iterations;
+
+static bool drain_one(long it)
+{
+    static unsigned seed = 4242;
+    struct ferry_pool_opts o = {.threads = 2};
+    assert_int_equal(ferry_pool_new(&dr.pool, &o), 0);
+    atomic_store(&dr.go, 0);
+    atomic_store(&dr.started, 0);
+    atomic_store(&dr.ran, 0);
+    pthread_t t = spawn(dr_submitter, NULL);
+    atomic_store(&dr.go, 1);
+    /* Strike within a few microseconds of the first submit: the window is
+     * a submit's push to its wake-up. */
+    while (!atomic_load(&dr.started))
+        ;
+    spin(rnd(&seed) % (unsigned)(200 + it % 4000));
+    assert_int_equal(ferry_pool_shutdown(dr.pool, FERRY_DRAIN, -1, NULL), 0);
+    long ran = atomic_load(&dr.ran);
+    pthread_join(t, NULL);
+    long accepted = 0;
+    for (int k = 0; k < DR_EACH; k++) {
+        int rc = atomic_load(&dr.rc[k]);
+        assert_true(rc == 0 || rc == -ESHUTDOWN);
+        accepted += rc == 0;
+    }
+    assert_int_equal(ran, accepted); /* ran by the drain's return */
+    dr_accepted += accepted;
+    dr_iterations++;
+    assert_int_equal(ferry_pool_free(dr.pool), 0);
+    return true;
+}
+
+static void test_race_drain_vs_first_submits(void **state)
+{
+    (void)state;
+    time_boxed("drain vs a fresh pool's first submits",
+               env_long("FERRY_RACE_DRAIN", 20000), drain_one);
+    print_message("  %ld tasks accepted in %ld iterations, each run by the "
+                  "drain's return\n",
+                  dr_accepted, dr_iterations);
+    assert_true(dr_accepted > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_race_pool_shutdown_vs_submit_and_cancel),
+        cmocka_unit_test(test_race_drain_vs_first_submits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
