@@ -360,10 +360,12 @@ void ferry__end_searching(struct ferry__worker *w)
         ferry__wakep(pool);
 }
 
-/* Give w, which holds no core, an idle core if work is visible. Lock
- * held. */
-static bool claim_core_locked(ferry_pool *pool, struct ferry__worker *w)
+/* Take a core for w, which is on the idle stack, if work is visible.
+ * Lock held. Returns true when w leaves the idle stack with a core. */
+static bool reclaim_locked(ferry_pool *pool, struct ferry__worker *w)
 {
+    if (!w->idle)
+        return w->core != NULL; /* someone popped us: granted, or exit */
     if (!ferry__work_visible(pool))
         return false;
     struct ferry__core *c = ferry__core_get_locked(pool);
@@ -374,33 +376,9 @@ static bool claim_core_locked(ferry_pool *pool, struct ferry__worker *w)
             ferry__want_retake(pool);
         return false;
     }
+    idle_remove_locked(&pool->sched, w);
     ferry__grant_locked(w, c);
     return true;
-}
-
-/* Take a core for w, which is on the idle stack, if work is visible.
- * Lock held. Returns true when w leaves the idle stack with a core. */
-static bool reclaim_locked(ferry_pool *pool, struct ferry__worker *w)
-{
-    if (!w->idle)
-        return w->core != NULL; /* someone popped us: granted, or exit */
-    if (!claim_core_locked(pool, w))
-        return false;
-    idle_remove_locked(&pool->sched, w);
-    return true;
-}
-
-/* w was popped without a core: the shutdown's ferry__wake_all_idle. In a
- * drain, w runs what is still queued rather than exit: tasks accepted
- * before the close may be waiting on a submitter's wake-up that has not
- * happened yet and now finds no idle worker (and no thread slot, while
- * exiting workers still count). The close and our pop came before this
- * lock, so every accepted outside task is visible here. Lock held. */
-static bool popped_keeps_draining_locked(ferry_pool *pool,
-                                         struct ferry__worker *w)
-{
-    return ferry__pool_state(pool) == FERRY__POOL_DRAIN &&
-           claim_core_locked(pool, w);
 }
 
 bool ferry__park_worker(struct ferry__worker *w)
@@ -444,8 +422,7 @@ bool ferry__idle_worker(struct ferry__worker *w)
         pthread_mutex_lock(&s->lock);
         if (!w->idle) {
             /* Popped: with a core to run, or without one to exit. */
-            bool granted =
-                w->core != NULL || popped_keeps_draining_locked(pool, w);
+            bool granted = w->core != NULL;
             pthread_mutex_unlock(&s->lock);
             return granted;
         }

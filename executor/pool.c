@@ -148,18 +148,6 @@ static void begin_shutdown(ferry_pool *pool, int target)
     if (target == FERRY__POOL_CANCEL)
         drop_queued(pool);
     ferry__wake_all_idle(pool);
-    /* A drain must not end with accepted tasks queued. A submit accepted
-     * just before the close may not have made its wake-up yet; when no
-     * worker is alive the drain's wait would see alive == 0 and return
-     * at once (CI, stress_races_pool: 760 accepted tasks dropped by the
-     * free). So wake for it ourselves: the close ordered every accepted
-     * push before this, and the wake-up starts a worker (or leaves the
-     * work to a live searcher or core holder, whom the wait counts). */
-    if (ferry__pool_state(pool) != FERRY__POOL_DRAIN)
-        return;
-    ferry__fence_seq_cst(); /* as a submitter's, see park.c */
-    if (ferry__work_visible(pool))
-        ferry__wakep(pool);
 }
 
 static void fill_report(ferry_pool *pool, struct ferry_pool_report *r)
@@ -186,6 +174,32 @@ static void fill_report(ferry_pool *pool, struct ferry_pool_report *r)
     pthread_mutex_unlock(&pool->sched.lock);
 }
 
+/* Every worker has exited during a drain: if accepted tasks are still
+ * queued, start one to run them, and return 1. A submit accepted just
+ * before the close may not have made its wake-up yet while the workers,
+ * finding nothing, left (CI: stress_races_pool saw a drain return with
+ * 760 tasks queued, which the free then dropped); its wake-up may also
+ * find no thread slot while exiting workers still count. The caller ran
+ * begin_shutdown: the close ordered every accepted outside push before
+ * this lock, and tasks on deques or split off the queue belong to live
+ * workers. 0: nothing to run; or the error of starting the thread (the
+ * tasks stay queued: a later wait tries again, the free cancels them). */
+static int drain_restart(ferry_pool *pool)
+{
+    struct ferry__sched *s = &pool->sched;
+    pthread_mutex_lock(&s->lock);
+    struct ferry__core *c = NULL;
+    if (s->nthreads == 0 && ferry__pool_state(pool) == FERRY__POOL_DRAIN &&
+        ferry__work_visible(pool))
+        c = ferry__core_get_locked(pool); /* all idle: nobody holds one */
+    if (c == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    int rc = ferry__start_worker_locked(pool, c, false); /* unlocks */
+    return rc == 0 ? 1 : rc;
+}
+
 static int wait_workers(ferry_pool *pool, int64_t timeout_ns,
                         struct ferry_pool_report *report)
 {
@@ -196,8 +210,12 @@ static int wait_workers(ferry_pool *pool, int64_t timeout_ns,
         /* Acquire: pairs with the release store in worker_exit. */
         uint32_t alive =
             atomic_load_explicit(&pool->sched.alive, memory_order_acquire);
-        if (alive == 0)
-            return 0;
+        if (alive == 0) {
+            int rc = drain_restart(pool);
+            if (rc <= 0)
+                return rc;
+            continue; /* a worker runs what was left */
+        }
         if (timeout_ns == 0 || (timeout_ns > 0 && ferry__now_ns() >= deadline))
             break;
         ferry__futex_wait(&pool->sched.alive, alive, deadline);

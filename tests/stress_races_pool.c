@@ -7,8 +7,8 @@
  * means this), or was refused (-ESHUTDOWN). In drain mode only the
  * cancels drop tasks.
  *
- * FERRY_RACE_POOL iterations (2000); a second race, a drain against a
- * fresh pool's first submits: FERRY_RACE_DRAIN. FERRY_RACE_SECONDS and the
+ * FERRY_RACE_POOL iterations (2000); a second race, a drain against
+ * submits and workers that leave: FERRY_RACE_DRAIN. FERRY_RACE_SECONDS and the
  * rest: stress_races.h.
  */
 #include "stress_races.h"
@@ -200,14 +200,18 @@ static void test_race_pool_shutdown_vs_submit_and_cancel(void **state)
     assert_true(pr_totals[2] > 0); /* and submits were refused */
 }
 
-/* ---- a drain racing the first submits of a fresh pool ---- */
+/* ---- a drain racing workers that leave ---- */
 
 /* Found by CI: a submit accepted just before the close, whose wake-up had
- * not started a worker yet, left the drain nobody alive to wait for, and
- * the drain returned with the task queued (the free then dropped it).
- * Every iteration: a fresh pool, a thread submits DR_EACH tasks while the
- * test thread drains at a random point; every accepted task must have run
- * when the drain returns. FERRY_RACE_DRAIN iterations (20000). */
+ * not run yet, while the workers found nothing and exited: the drain saw
+ * no worker alive and returned with the task queued (the free then
+ * dropped it). A review found the same with the wake-up failing for want
+ * of a thread slot while the exiting workers still counted. Every
+ * iteration: a fresh pool (every other one with max_threads == threads
+ * and a slow on_thread_stop, the review's case), a thread submits DR_EACH
+ * tasks while the test thread drains at a random point; every accepted
+ * task must have run when the drain returns. FERRY_RACE_DRAIN iterations
+ * (6000). */
 enum { DR_EACH = 4 };
 
 static struct drain_race {
@@ -221,6 +225,13 @@ static void dr_task(void *arg)
 {
     (void)arg;
     atomic_fetch_add(&dr.ran, 1);
+}
+
+static void dr_slow_stop(void *ctx, unsigned index)
+{
+    (void)ctx;
+    (void)index;
+    sleep_ns(50000);
 }
 
 static void *dr_submitter(void *arg)
@@ -241,6 +252,10 @@ static bool drain_one(long it)
 {
     static unsigned seed = 4242;
     struct ferry_pool_opts o = {.threads = 2};
+    if (it % 2) {
+        o.threads = o.max_threads = 1;
+        o.on_thread_stop = dr_slow_stop;
+    }
     assert_int_equal(ferry_pool_new(&dr.pool, &o), 0);
     atomic_store(&dr.go, 0);
     atomic_store(&dr.started, 0);
@@ -268,11 +283,11 @@ static bool drain_one(long it)
     return true;
 }
 
-static void test_race_drain_vs_first_submits(void **state)
+static void test_race_drain_vs_workers_leaving(void **state)
 {
     (void)state;
-    time_boxed("drain vs a fresh pool's first submits",
-               env_long("FERRY_RACE_DRAIN", 20000), drain_one);
+    time_boxed("drain vs submits and workers leaving",
+               env_long("FERRY_RACE_DRAIN", 6000), drain_one);
     print_message("  %ld tasks accepted in %ld iterations, each run by the "
                   "drain's return\n",
                   dr_accepted, dr_iterations);
@@ -283,7 +298,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_race_pool_shutdown_vs_submit_and_cancel),
-        cmocka_unit_test(test_race_drain_vs_first_submits),
+        cmocka_unit_test(test_race_drain_vs_workers_leaving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

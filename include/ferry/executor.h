@@ -195,7 +195,10 @@ FERRY_API int ferry_pool_free(ferry_pool *pool);
  *          is not NULL; they keep running and ferry_pool_free waits for
  *          them), -EINVAL (NULL pool, bad mode, timeout below -1),
  *          -EDEADLK (a wait from one of this pool's workers: the shutdown
- *          is started but not waited for), -ECHILD.
+ *          is started but not waited for), -ECHILD, -EAGAIN or -ENOMEM
+ *          (draining, every worker had exited with tasks still queued
+ *          and none could be started to run them: they stay queued, a
+ *          later call tries again, ferry_pool_free cancels them).
  * Ownership: task pointers in *report identify tasks; they may be freed
  *          at any moment after the call, so do not dereference them.
  * Thread: any. timeout_ns: -1 waits forever, 0 does not wait.
