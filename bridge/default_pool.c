@@ -175,8 +175,10 @@ static void *drain_then_unref(void *arg)
     struct ferry__dpool *d = arg;
     /* -EDEADLK only when run inline on one of the pool's own workers (no
      * thread to spare, below): the pool is then leaked, not freed by some
-     * loop that would block on the stragglers. */
-    if (ferry_pool_shutdown(d->pool, FERRY_DRAIN, -1, NULL) == 0)
+     * loop that would block on the stragglers. Any other failure (no
+     * worker could be started for leftover tasks) leaves them to the
+     * free, which cancels them. */
+    if (ferry_pool_shutdown(d->pool, FERRY_DRAIN, -1, NULL) != -EDEADLK)
         dpool_unref(d);
     return NULL;
 }
