@@ -182,14 +182,21 @@ static void fill_report(ferry_pool *pool, struct ferry_pool_report *r)
  * find no thread slot while exiting workers still count. The caller ran
  * begin_shutdown: the close ordered every accepted outside push before
  * this lock, and tasks on deques or split off the queue belong to live
- * workers. 0: nothing to run; or the error of starting the thread (the
- * tasks stay queued: a later wait tries again, the free cancels them). */
+ * workers. Also 1 when a worker started since the caller read alive (a
+ * late wake-up): the caller waits for it. 0: nothing to run; or the
+ * error of starting the thread (the tasks stay queued: a later wait tries
+ * again, the free cancels them). */
 static int drain_restart(ferry_pool *pool)
 {
     struct ferry__sched *s = &pool->sched;
     pthread_mutex_lock(&s->lock);
+    if (s->nthreads != 0) {
+        /* A late wake-up started one since we read alive: wait for it. */
+        pthread_mutex_unlock(&s->lock);
+        return 1;
+    }
     struct ferry__core *c = NULL;
-    if (s->nthreads == 0 && ferry__pool_state(pool) == FERRY__POOL_DRAIN &&
+    if (ferry__pool_state(pool) == FERRY__POOL_DRAIN &&
         ferry__work_visible(pool))
         c = ferry__core_get_locked(pool); /* all idle: nobody holds one */
     if (c == NULL) {

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "executor/internal.h"
@@ -45,6 +46,46 @@ static inline bool wait_count(_Atomic long *v, long want)
         sleep_ns(100000);
     }
     return true;
+}
+
+/* wait_count, and on a timeout print what the pool's scheduler looked
+ * like (a stall under valgrind in CI was not reproduced; the next one
+ * should say which workers held which cores). */
+static inline bool wait_count_pool(ferry_pool *pool, _Atomic long *v, long want)
+{
+    if (wait_count(v, want))
+        return true;
+    struct ferry_pool_stats st;
+    struct ferry__sched *s = &pool->sched;
+    ferry_pool_stats(pool, &st);
+    fprintf(stderr,
+            "stall: count %ld of %ld; threads %u idle %u blocked %u; "
+            "queued %llu submitted %llu completed %llu; nsearching %u "
+            "nidle_cores %u nwanters %u\n",
+            atomic_load(v), want, st.threads_total, st.threads_idle,
+            st.threads_blocked, (unsigned long long)st.queue_depth,
+            (unsigned long long)st.submitted, (unsigned long long)st.completed,
+            atomic_load(&s->nsearching), atomic_load(&s->nidle_cores),
+            atomic_load(&s->nwanters));
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < pool->ncores; i++) {
+        struct ferry__worker *h = pool->cores[i].holder;
+        fprintf(stderr, "stall: core %u word %#llx holder %d\n", i,
+                (unsigned long long)atomic_load(&pool->cores[i].word),
+                h != NULL ? (int)h->index : -1);
+    }
+    for (unsigned i = 0; i < s->nslots; i++) {
+        struct ferry__worker *w = atomic_load(&pool->slots[i]);
+        if (w != NULL && w->live)
+            fprintf(stderr,
+                    "stall: worker %u idle %d wanting %d blocking %u "
+                    "core %d deque %lld\n",
+                    i, w->idle, w->wanting, (unsigned)w->blocking,
+                    w->core != NULL ? (int)w->core->index : -1,
+                    (long long)ferry__deque_len(&w->dq));
+    }
+    pthread_mutex_unlock(&s->lock);
+    return false;
 }
 
 static inline ferry_pool *new_pool(unsigned threads, unsigned max_threads)

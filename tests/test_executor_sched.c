@@ -240,7 +240,7 @@ static void test_executor_cpu_high_water(void **state)
             n += 2;
         }
     }
-    assert_true(wait_count(&counter, n));
+    assert_true(wait_count_pool(pool, &counter, n));
     assert_int_equal(ferry_pool_free(pool), 0);
     assert_int_equal(atomic_load(&counter), n);
     assert_true(atomic_load(&cpu_hwm) >= 1);
