@@ -93,9 +93,11 @@ void ferry__want_retake(ferry_pool *pool)
         return;
     if (atomic_exchange_explicit(&pool->mon_fast, 1, memory_order_seq_cst))
         return;
-    /* No lock: the monitor reads mon_word before it sleeps on it, so a bump
-     * after that read makes the futex wait return at once. */
-    atomic_fetch_add_explicit(&pool->mon_word, 1, memory_order_relaxed);
+    /* No lock: the monitor reads mon_word, then mon_fast, before it sleeps
+     * on mon_word, so a bump after its read makes the futex wait return
+     * at once, and a read of the bump sees our mon_fast (release: pairs
+     * with the monitor's acquire load). */
+    atomic_fetch_add_explicit(&pool->mon_word, 1, memory_order_release);
     ferry__futex_wake(&pool->mon_word, 1);
 }
 
@@ -291,13 +293,20 @@ static void *monitor_main(void *arg)
             pthread_mutex_unlock(&s->lock);
             break;
         }
+        /* mon_word before mon_fast (review: read the other way round, a
+         * ferry__want_retake between the two reads set mon_fast, which we
+         * missed, and bumped mon_word, which we then read, so we slept
+         * untimed, and every later want_retake saw mon_fast set and
+         * returned: no blocked core was ever retaken again). Acquire pairs
+         * with want_retake's release bump: a wait on a value read before
+         * the bump returns at once; a read of the bump sees mon_fast set. */
+        uint32_t seen =
+            atomic_load_explicit(&pool->mon_word, memory_order_acquire);
         bool fast = atomic_load_explicit(&pool->mon_fast, memory_order_relaxed);
         bool slow = enabled && atomic_load_explicit(&s->nidle_cores,
                                                     memory_order_relaxed) == 0;
         bool retry = s->spawn_retry;
         s->mon_sleeping = enabled && !slow && !retry;
-        uint32_t seen =
-            atomic_load_explicit(&pool->mon_word, memory_order_relaxed);
         pthread_mutex_unlock(&s->lock);
         uint64_t now = ferry__now_ns();
         uint64_t deadline = fast ? now + fast_ns : slow ? now + period : 0;
