@@ -299,7 +299,8 @@ static void *monitor_main(void *arg)
          * untimed, and every later want_retake saw mon_fast set and
          * returned: no blocked core was ever retaken again). Acquire pairs
          * with want_retake's release bump: a wait on a value read before
-         * the bump returns at once; a read of the bump sees mon_fast set. */
+         * the bump returns at once; a read of the bump sees mon_fast set.
+         * Model: executor/monitor.pml (spin, suite 'model'). */
         uint32_t seen =
             atomic_load_explicit(&pool->mon_word, memory_order_acquire);
         bool fast = atomic_load_explicit(&pool->mon_fast, memory_order_relaxed);

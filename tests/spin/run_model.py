@@ -60,6 +60,9 @@ VARIANTS = {
                             ["-DX86_LOCKED_RMW", "-DNO_NOTIFY_FENCE",
                              "-DNO_PARK_FENCE", "-DNSUB=3", "-DNNEST=0"]],
                            "pass", ("flush",)),
+    # executor/monitor.pml
+    "monitor_ok": ([], "pass", ()),
+    "monitor_fast_first": (["-DFAST_FIRST"], "fail", ()),
 }
 
 PAN_CFLAGS = ["-O2", "-w", "-DSAFETY", "-DMEMLIM=1024"]  # MB
