@@ -57,16 +57,18 @@ void ferry__monitor_retry_locked(ferry_pool *pool)
 }
 
 /* Start a worker for queued work that one failed to start for. A new
- * failure sets spawn_retry again. Only while the pool is open: shutdown
- * raises the state before it takes sched.lock to wake the idle workers, so
- * a thread started here is counted in `alive` before anyone waits for it. */
+ * failure sets spawn_retry again. While the pool is open or draining (a
+ * drain must not strand accepted tasks when no shutdown waits any more),
+ * never once cancelling: destroy raises the state to CANCEL before it
+ * waits, and a waiter that read alive == 0 before our start sees our
+ * thread in nthreads under this lock (drain_restart in pool.c). */
 static void retry_spawn(ferry_pool *pool)
 {
     struct ferry__sched *s = &pool->sched;
     pthread_mutex_lock(&s->lock);
     s->spawn_retry = false;
     struct ferry__core *c = NULL;
-    if (ferry__pool_state(pool) == FERRY__POOL_OPEN &&
+    if (ferry__pool_state(pool) != FERRY__POOL_CANCEL &&
         ferry__work_visible(pool))
         c = ferry__core_get_locked(pool);
     if (c == NULL) {

@@ -246,6 +246,13 @@ static int start_with_core(ferry_pool *pool, struct ferry__core *c,
         if (rc != 0)
             ferry__monitor_retry_locked(pool);
     }
+    /* Draining, giving up is not safe: the workers that would re-check
+     * may be exiting (and still fill max_threads), and no shutdown may be
+     * waiting any more to restart one (review: a task accepted before the
+     * close stayed queued after a drain with timeout 0). The monitor
+     * retries until a thread starts or the work is gone. */
+    if (rc != 0 && ferry__pool_state(pool) == FERRY__POOL_DRAIN)
+        ferry__monitor_retry_locked(pool);
     if (rc != 0)
         ferry__core_put_locked(pool, c);
     pthread_mutex_unlock(&s->lock);

@@ -181,11 +181,12 @@ static void fill_report(ferry_pool *pool, struct ferry_pool_report *r)
  * 760 tasks queued, which the free then dropped); its wake-up may also
  * find no thread slot while exiting workers still count. The caller ran
  * begin_shutdown: the close ordered every accepted outside push before
- * this lock, and tasks on deques or split off the queue belong to live
- * workers. Also 1 when a worker started since the caller read alive (a
- * late wake-up): the caller waits for it. 0: nothing to run; or the
- * error of starting the thread (the tasks stay queued: a later wait tries
- * again, the free cancels them). */
+ * this lock, and with nthreads == 0 read under it every worker's exit
+ * (and its deque pushes, requeues and put-backs) came before too; the
+ * slot scan of ferry__work_visible sees dead workers' deques. Also 1 when a
+ * worker started since the caller read alive (a late wake-up): the caller waits
+ * for it. 0: nothing to run; or the error of starting the thread (the tasks
+ * stay queued: a later wait tries again, the free cancels them). */
 static int drain_restart(ferry_pool *pool)
 {
     struct ferry__sched *s = &pool->sched;

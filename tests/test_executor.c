@@ -385,6 +385,44 @@ static void test_executor_shutdown_drain(void **state)
     assert_int_equal(atomic_load(&counter), n);
 }
 
+/* A task accepted during a drain that nobody waits for any more: a
+ * worker's on_thread_stop hook submits while it exits (so the task is
+ * accepted, and its wake-up finds the one thread slot still taken), after
+ * a shutdown with timeout 0 returned. The monitor must start a worker for
+ * it (review of the drain fix: it stayed queued until the next shutdown
+ * call). */
+static ferry_pool *late_pool;
+static _Atomic int late_rc = 1;
+
+static void late_stop(void *ctx, unsigned index)
+{
+    (void)ctx;
+    (void)index;
+    if (atomic_load(&late_rc) == 1) /* once: later workers exit quietly */
+        atomic_store(&late_rc, ferry_pool_submit(late_pool, count_fn, NULL,
+                                                 NULL, 0, NULL));
+}
+
+static void
+test_executor_drain_runs_task_accepted_after_waiter_left(void **state)
+{
+    (void)state;
+    struct ferry_pool_opts o = {
+        .threads = 1, .max_threads = 1, .on_thread_stop = late_stop};
+    atomic_store(&counter, 0);
+    atomic_store(&late_rc, 1);
+    assert_int_equal(ferry_pool_new(&late_pool, &o), 0);
+    assert_int_equal(
+        ferry_pool_submit(late_pool, count_fn, NULL, NULL, 0, NULL), 0);
+    assert_true(wait_count(&counter, 1));
+    int rc = ferry_pool_shutdown(late_pool, FERRY_DRAIN, 0, NULL);
+    assert_true(rc == 0 || rc == -ETIMEDOUT);
+    assert_true(wait_count_pool(late_pool, &counter, 2));
+    assert_int_equal(atomic_load(&late_rc), 0);
+    assert_int_equal(ferry_pool_free(late_pool), 0);
+    assert_int_equal(atomic_load(&counter), 2);
+}
+
 static void test_executor_shutdown_cancel_with_report(void **state)
 {
     (void)state;
@@ -532,6 +570,8 @@ int main(void)
         cmocka_unit_test(test_executor_internal_task_interface),
         cmocka_unit_test(test_executor_try_submit_backpressure),
         cmocka_unit_test(test_executor_shutdown_drain),
+        cmocka_unit_test(
+            test_executor_drain_runs_task_accepted_after_waiter_left),
         cmocka_unit_test(test_executor_shutdown_cancel_with_report),
         cmocka_unit_test(test_executor_shutdown_drain_timeout),
         cmocka_unit_test(test_executor_free_from_worker_edeadlk),

@@ -166,7 +166,8 @@ FERRY_API int ferry_pool_new(ferry_pool **out,
 /**
  * Shut the pool down if that was not done yet (as FERRY_DRAIN with no
  * deadline), wait for every task to finish, join every thread and free the
- * pool.
+ * pool. (Should no worker thread start for tasks still queued, which only
+ * a failing pthread_create can cause, those are cancelled.)
  *
  * Returns: 0, -EINVAL (NULL), -EDEADLK (called from one of this pool's
  *          workers: nothing was done), -ECHILD (inherited across fork: call
