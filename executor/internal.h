@@ -424,6 +424,10 @@ void ferry__grant_locked(struct ferry__worker *w, struct ferry__core *c);
 /* Lock held: give up w's core if it still owns it. */
 void ferry__core_release_locked(struct ferry__worker *w);
 bool ferry__owns_core(struct ferry__worker *w);
+/* Lock held, released on return: if work is visible and a core is idle,
+ * run that core on an idle or new worker. Returns 1 (started), 0 (no work
+ * or no idle core), or the error of starting a thread. */
+int ferry__start_for_work_locked(ferry_pool *pool);
 /* Lock held, released on return: run c on an idle or new worker. */
 int ferry__start_worker_locked(ferry_pool *pool, struct ferry__core *c,
                                bool searching);

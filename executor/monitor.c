@@ -67,15 +67,11 @@ static void retry_spawn(ferry_pool *pool)
     struct ferry__sched *s = &pool->sched;
     pthread_mutex_lock(&s->lock);
     s->spawn_retry = false;
-    struct ferry__core *c = NULL;
-    if (ferry__pool_state(pool) != FERRY__POOL_CANCEL &&
-        ferry__work_visible(pool))
-        c = ferry__core_get_locked(pool);
-    if (c == NULL) {
+    if (ferry__pool_state(pool) == FERRY__POOL_CANCEL) {
         pthread_mutex_unlock(&s->lock);
         return;
     }
-    (void)ferry__start_worker_locked(pool, c, false); /* unlocks */
+    (void)ferry__start_for_work_locked(pool); /* unlocks */
 }
 
 void ferry__monitor_kick_locked(ferry_pool *pool)

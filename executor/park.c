@@ -265,6 +265,18 @@ int ferry__start_worker_locked(ferry_pool *pool, struct ferry__core *c,
     return start_with_core(pool, c, searching, true);
 }
 
+int ferry__start_for_work_locked(ferry_pool *pool)
+{
+    struct ferry__core *c =
+        ferry__work_visible(pool) ? ferry__core_get_locked(pool) : NULL;
+    if (c == NULL) {
+        pthread_mutex_unlock(&pool->sched.lock);
+        return 0;
+    }
+    int rc = start_with_core(pool, c, false, true);
+    return rc == 0 ? 1 : rc;
+}
+
 /* We raised nsearching 0 -> 1 for a worker that is to be woken. */
 static void start_searcher(ferry_pool *pool)
 {

@@ -17,7 +17,9 @@
  * Shutdown raises the state, drops the queued tasks in cancel mode (their
  * completion runs here, with -ECANCELED), wakes every idle worker, and
  * waits on the futex word sched.alive: workers exit once they find no
- * work, and the last one out wakes the waiter.
+ * work, and the last one out wakes the waiter. A drain's waiter that
+ * finds every worker gone with tasks still queued (accepted just before
+ * the close, their wake-up late) starts one for them (drain_restart).
  *
  * Task handles (struct ferry_task) hold two references, the caller's and
  * the pool's; the pool drops its own in the completion hook, so a cancel
@@ -182,11 +184,12 @@ static void fill_report(ferry_pool *pool, struct ferry_pool_report *r)
  * find no thread slot while exiting workers still count. The caller ran
  * begin_shutdown: the close ordered every accepted outside push before
  * this lock, and with nthreads == 0 read under it every worker's exit
- * (and its deque pushes, requeues and put-backs) came before too; the
- * slot scan of ferry__work_visible sees dead workers' deques. Also 1 when a
- * worker started since the caller read alive (a late wake-up): the caller waits
- * for it. 0: nothing to run; or the error of starting the thread (the tasks
- * stay queued: a later wait tries again, the free cancels them). */
+ * (with its deque pushes, requeues and put-backs) came before too; the
+ * slot scan of ferry__work_visible sees dead workers' deques. Also 1 when
+ * a worker started since the caller read alive (a late wake-up): the
+ * caller waits for it. 0: nothing to run. Or the error of starting the
+ * thread: the tasks stay queued, the monitor retries (start_with_core),
+ * and the free cancels what is left. */
 static int drain_restart(ferry_pool *pool)
 {
     struct ferry__sched *s = &pool->sched;
@@ -196,16 +199,11 @@ static int drain_restart(ferry_pool *pool)
         pthread_mutex_unlock(&s->lock);
         return 1;
     }
-    struct ferry__core *c = NULL;
-    if (ferry__pool_state(pool) == FERRY__POOL_DRAIN &&
-        ferry__work_visible(pool))
-        c = ferry__core_get_locked(pool); /* all idle: nobody holds one */
-    if (c == NULL) {
+    if (ferry__pool_state(pool) != FERRY__POOL_DRAIN) {
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
-    int rc = ferry__start_worker_locked(pool, c, false); /* unlocks */
-    return rc == 0 ? 1 : rc;
+    return ferry__start_for_work_locked(pool); /* unlocks */
 }
 
 static int wait_workers(ferry_pool *pool, int64_t timeout_ns,

@@ -64,8 +64,8 @@ static void fr_maybe_pause(void)
  * its monitor, so each has finished the runtime's start-up (it names
  * itself first thing) and none is in its exit (which frees the thread's
  * runtime state). Fork 0 hung once in CI without the second check: the
- * pool starts its workers on the first submit. Used under ASan only, see
- * FR_QUIESCE. */
+ * pool's threads, started by ferry_pool_new, may still be starting then.
+ * Used under ASan only, see FR_QUIESCE. */
 static bool fr_pool_asleep(void)
 {
     struct ferry_pool_stats st;

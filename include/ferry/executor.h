@@ -198,8 +198,9 @@ FERRY_API int ferry_pool_free(ferry_pool *pool);
  *          -EDEADLK (a wait from one of this pool's workers: the shutdown
  *          is started but not waited for), -ECHILD, -EAGAIN or -ENOMEM
  *          (draining, every worker had exited with tasks still queued
- *          and none could be started to run them: they stay queued, a
- *          later call tries again, ferry_pool_free cancels them).
+ *          and none could be started to run them: they stay queued, the
+ *          pool keeps trying to start one, ferry_pool_free cancels what
+ *          is left).
  * Ownership: task pointers in *report identify tasks; they may be freed
  *          at any moment after the call, so do not dereference them.
  * Thread: any. timeout_ns: -1 waits forever, 0 does not wait.
