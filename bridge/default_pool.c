@@ -212,8 +212,12 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
         dpool_unref(d); /* frees it, unless a loop still caches it */
         return 0;
     }
-    /* Still running past the deadline: a detached thread waits for the
-     * stragglers and drops the reference, so this loop is not held up. */
+    /* Still running past the deadline (-ETIMEDOUT), called from one of its
+     * own workers (-EDEADLK: the drain is started, reported as a
+     * timeout), or no worker could be started for tasks left queued
+     * (-EAGAIN, -ENOMEM: the pool keeps trying): a detached thread waits
+     * for the stragglers and drops the reference, so this loop is not
+     * held up. */
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -221,5 +225,5 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
     if (pthread_create(&t, &attr, drain_then_unref, d) != 0)
         (void)drain_then_unref(d); /* no thread to spare: wait here */
     pthread_attr_destroy(&attr);
-    return -ETIMEDOUT;
+    return rc == -EDEADLK ? -ETIMEDOUT : rc;
 }

@@ -188,14 +188,14 @@ static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
      * the pass and goes with the pass's other offloads in one push
      * (executor/defer.c); anywhere else it goes at once. */
     ferry_pool *target = pool;
-    int rc = 0;
-    if (loop != NULL && ferry__loop_in_pass(loop) &&
-        (target != NULL || ferry__default_pool(loop, &target) == 0) &&
+    bool in_pass = loop != NULL && ferry__loop_in_pass(loop);
+    int rc = in_pass && pool == NULL ? ferry__default_pool(loop, &target) : 0;
+    if (rc == 0 && in_pass &&
         ferry__defer_task(target, &j->task,
                           pool == NULL ? refused_default : refused_explicit)) {
         loop->pass_end = flush_offloads;
         ferry__loop_expect(loop, &j->fut.post);
-    } else {
+    } else if (rc == 0) { /* a default pool that failed is not tried twice */
         rc = submit_now(loop, pool, j);
     }
     if (rc < 0) {
