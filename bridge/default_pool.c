@@ -215,9 +215,10 @@ FERRY_API int ferry_loop_shutdown_default_executor(ferry_loop *loop,
     /* Still running past the deadline (-ETIMEDOUT), called from one of its
      * own workers (-EDEADLK: the drain is started, reported as a
      * timeout), or no worker could be started for tasks left queued
-     * (-EAGAIN, -ENOMEM: the pool keeps trying): a detached thread waits
-     * for the stragglers and drops the reference, so this loop is not
-     * held up. */
+     * (-EAGAIN, -ENOMEM): a detached thread drains (waiting for the
+     * stragglers; a drain that again starts no worker returns at once)
+     * and drops the reference, so this loop is not held up; the free
+     * cancels whatever is still queued. */
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -97,8 +97,8 @@ FERRY_API int ferry_pool_submit_future(ferry_pool *pool, ferry_work_fn *fn,
  * Returns: 0, -ETIMEDOUT (tasks still running: the pool is freed by a
  *          background thread once they end), -EAGAIN or -ENOMEM (tasks
  *          were left queued and no worker could be started to run them:
- *          the pool keeps trying, and the background thread frees it once
- *          they have run), -EINVAL, -EPERM, -ECHILD.
+ *          a background thread drains once more, then frees the pool,
+ *          which cancels what is still queued), -EINVAL, -EPERM, -ECHILD.
  * Thread: loop's owner (it blocks that thread up to timeout_ns; the
  *          completions it waits for do not need the loop to run).
  */

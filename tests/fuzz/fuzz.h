@@ -101,7 +101,8 @@ enum {
 #define DOC_RIE                                                                \
     (C_OK | C_INVAL | C_NOMEM | C_PERM | C_SHUTDOWN | C_CHILD | C_AGAIN)
 #define DOC_SUBMIT_FUT (C_OK | C_INVAL | C_NOMEM | C_SHUTDOWN | C_CHILD)
-#define DOC_SHUT_DEFAULT (C_OK | C_TIMEDOUT | C_INVAL | C_PERM | C_CHILD)
+#define DOC_SHUT_DEFAULT                                                       \
+    (C_OK | C_TIMEDOUT | C_INVAL | C_PERM | C_CHILD | C_AGAIN | C_NOMEM)
 #define DOC_RUN_TS (C_OK | C_INVAL | C_NOMEM | C_SHUTDOWN | C_CHILD)
 #define DOC_PROM_NEW (C_OK | C_INVAL | C_NOMEM | C_PERM | C_SHUTDOWN | C_CHILD)
 #define DOC_PROM_DONE (C_OK | C_ALREADY | C_INVAL)
@@ -109,7 +110,8 @@ enum {
 #define DOC_RUN_UNTIL (DOC_RUN | DOC_OUTCOME | C_AGAIN)
 #define DOC_POOL_NEW (C_OK | C_INVAL | C_NOMEM | C_AGAIN)
 #define DOC_POOL_FREE (C_OK | C_INVAL | C_DEADLK | C_CHILD)
-#define DOC_POOL_SHUTDOWN (C_OK | C_TIMEDOUT | C_INVAL | C_DEADLK | C_CHILD)
+#define DOC_POOL_SHUTDOWN                                                      \
+    (C_OK | C_TIMEDOUT | C_INVAL | C_DEADLK | C_CHILD | C_AGAIN | C_NOMEM)
 #define DOC_SUBMIT (C_OK | C_INVAL | C_NOMEM | C_SHUTDOWN | C_CHILD)
 #define DOC_TRY_SUBMIT (DOC_SUBMIT | C_AGAIN)
 #define DOC_TASK_CANCEL (C_OK | C_BUSY | C_ALREADY | C_INVAL)

@@ -189,6 +189,7 @@ void fz_op_shutdown_default(uint8_t a, uint8_t b, uint8_t c)
                       timeout == -2   ? -EINVAL
                       : timeout == -1 ? 0
                                       : ANY);
-    if (rc == 0 || rc == -ETIMEDOUT)
+    /* Every rc past the argument checks: the loop is marked first. */
+    if (rc == 0 || rc == -ETIMEDOUT || rc == -EAGAIN || rc == -ENOMEM)
         ls->default_shut = true;
 }
