@@ -271,7 +271,7 @@ static void progress_done(const struct bench_rec *rec, unsigned set,
 {
     if (isatty(STDERR_FILENO))
         fputs("\r\033[K", stderr);
-    fprintf(stderr, "[%u/%u] %-6s %-14s %s  %u reps  %6.2f s\n", set, nsets,
+    fprintf(stderr, "[%u/%u] %-6s %-17s %s  %u reps  %6.2f s\n", set, nsets,
             rec->wl->group, rec->wl->name, rec->failed ? "FAILED" : "ok",
             rec->reps_done, rec->seconds);
 }

@@ -123,7 +123,7 @@ static unsigned group_metrics(const struct bench_results *r, const char *g,
 static void table_row(FILE *f, const struct bench_rec *rec,
                       const char *const *names, unsigned n, const int *w)
 {
-    fprintf(f, "%-12s", rec->wl->name);
+    fprintf(f, "%-17s", rec->wl->name);
     if (!rec->ran) {
         fprintf(f, "  not built: %s\n", rec->wl->missing);
         return;
@@ -144,7 +144,7 @@ static void group_table(FILE *f, const struct bench_results *r,
     const char *names[BENCH_MAX_METRICS * 2];
     int w[BENCH_MAX_METRICS * 2];
     unsigned n = group_metrics(r, g->name, names);
-    fprintf(f, "\n== %s: %s ==\n%-12s", g->name, g->title, "workload");
+    fprintf(f, "\n== %s: %s ==\n%-17s", g->name, g->title, "workload");
     for (unsigned k = 0; k < n; k++) {
         char head[40];
         const char *unit = "";
@@ -189,7 +189,7 @@ static void ratio_table(FILE *f, const struct bench_results *r)
                    "(--list shows what is built)\n");
         return;
     }
-    fprintf(f, "%-12s %-12s %-18s %-22s %s\n", "ferry", "peer", "metric",
+    fprintf(f, "%-12s %-17s %-18s %-22s %s\n", "ferry", "peer", "metric",
             "ratio", "target");
     for (size_t i = 0; i < r->nratios; i++) {
         const struct bench_ratio *ra = &r->ratios[i];
@@ -206,7 +206,7 @@ static void ratio_table(FILE *f, const struct bench_results *r)
             snprintf(tgt, sizeof tgt, "%s %.2g: %s",
                      ra->metric->better == BENCH_LOWER ? "<=" : ">=",
                      ra->target->bound, target_met(ra) ? "met" : "MISSED");
-        fprintf(f, "%-12s %-12s %-18s %-22s %s\n", ra->ferry->wl->name,
+        fprintf(f, "%-12s %-17s %-18s %-22s %s\n", ra->ferry->wl->name,
                 ra->peer->wl->name, ra->metric->name, cell, tgt);
     }
 }

@@ -1,5 +1,6 @@
 /*
- * bench/wl_floor.c: the wake-latency floors, group "wake".
+ * bench/wl_floor.c: the wake-latency floors, group "wake", and the
+ * hand-over floors, group "tput".
  *
  * floor.epoll: two threads ping-pong through two eventfds, each thread
  *   sleeping in epoll_wait on its own eventfd, as a loop thread sleeps.
@@ -12,11 +13,27 @@
  *   moving a cache line there and back: what a loop pays when it spins
  *   instead of sleeping. Reference only.
  *
+ * floor.tput: what handing no-op jobs to another core and back costs on
+ *   this machine with no library at all. The main thread writes a 192-byte
+ *   job (three lines, as ferry's offload block) and hands its pointer to a
+ *   spinning worker through a single-producer ring; the worker reads the
+ *   three lines, writes a result into the first and hands the pointer back
+ *   through a second ring; window of 1024, as ferry.tput. No locked
+ *   instruction anywhere: the rings are a release store of the tail and an
+ *   acquire load of it (Lamport's single-producer queue).
+ * floor.tput.locked: the same with one locked read-modify-write per job on
+ *   each side, on a line of that side's own (no contention): what a
+ *   hand-over pays once each side must fence per job, as a reference
+ *   count, a CAS on a job's state or a Treiber push all do.
+ *
  * Verification: the responder counts the pings it answered and must have
  * answered every one; every wait is bounded (10 s) and a timeout fails the
- * run. The first 10 % of round trips warm up and are not recorded.
+ * run. The first 10 % of round trips warm up and are not recorded. The
+ * hand-over floors count the jobs each side handled and check the sum of
+ * the results against the sequence numbers submitted.
  *
- * Thread: main thread = pinger; one responder thread per run.
+ * Thread: main thread = pinger or submitter; one responder or worker
+ * thread per run.
  */
 #include <pthread.h>
 #include <stdalign.h>
@@ -203,6 +220,151 @@ static int run_spin(struct bench_ctx *c)
     return rc;
 }
 
+/* ---- hand-over floors ---- */
+
+#define HO_WINDOW 1024
+#define HO_RING 2048 /* more than the window: a ring never fills */
+#define HO_TOKEN 0x5bd1e995u
+
+struct ho_job {
+    alignas(FERRY__CACHELINE) uint64_t w[24]; /* 192 bytes, three lines */
+};
+
+/* Lamport's single-producer single-consumer ring: the producer writes the
+ * slot, then publishes it with a release store of tail; the consumer's
+ * acquire load of tail makes the slot (and the job behind it) visible. */
+struct ho_ring {
+    alignas(FERRY__CACHELINE) _Atomic uint64_t tail; /* producer writes */
+    alignas(FERRY__CACHELINE) uint64_t head;         /* consumer only */
+    alignas(FERRY__CACHELINE) struct ho_job *slot[HO_RING];
+};
+
+struct ho {
+    struct ho_ring to_worker, to_main;
+    alignas(FERRY__CACHELINE) _Atomic uint64_t fence_worker;
+    alignas(FERRY__CACHELINE) _Atomic uint64_t fence_main;
+    uint64_t total;
+    bool locked;
+    uint64_t handled; /* worker's count, read after join */
+    _Atomic int err;
+};
+
+static void ho_push(struct ho_ring *r, struct ho_job *j)
+{
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    r->slot[t % HO_RING] = j;
+    atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+}
+
+/* The next job, spinning (then yielding) for it; NULL after
+ * BENCH_WAIT_TIMEOUT_NS or once err is set by the other side. */
+static struct ho_job *ho_pop(struct ho *h, struct ho_ring *r)
+{
+    uint64_t deadline = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(&r->tail, memory_order_acquire) != r->head)
+            return r->slot[r->head++ % HO_RING];
+        if (i < 4096) {
+            ferry__cpu_relax();
+            continue;
+        }
+        if (deadline == 0)
+            deadline = bench_now() + BENCH_WAIT_TIMEOUT_NS;
+        if (bench_now() > deadline || atomic_load(&h->err) != 0)
+            return NULL;
+        sched_yield();
+    }
+}
+
+static void ho_write(struct ho_job *j, uint64_t seq)
+{
+    j->w[0] = j->w[8] = j->w[16] = seq; /* each of the three lines */
+}
+
+static void *ho_worker(void *arg)
+{
+    struct ho *h = arg;
+    for (; h->handled < h->total; h->handled++) {
+        struct ho_job *j = ho_pop(h, &h->to_worker);
+        if (j == NULL) {
+            atomic_store(&h->err, -ETIMEDOUT);
+            return NULL;
+        }
+        j->w[1] = (j->w[0] + j->w[8] + j->w[16]) ^ HO_TOKEN;
+        if (h->locked)
+            atomic_fetch_add_explicit(&h->fence_worker, 1,
+                                      memory_order_relaxed);
+        ho_push(&h->to_main, j);
+    }
+    return NULL;
+}
+
+/* The submitting side: the window, then one new job per result. */
+static int ho_main(struct ho *h, struct ho_job *jobs, uint64_t *sum)
+{
+    uint64_t seq = 0;
+    for (; seq < HO_WINDOW && seq < h->total; seq++) {
+        ho_write(&jobs[seq], seq);
+        ho_push(&h->to_worker, &jobs[seq]);
+    }
+    for (uint64_t done = 0; done < h->total; done++) {
+        struct ho_job *j = ho_pop(h, &h->to_main);
+        if (j == NULL)
+            return -ETIMEDOUT;
+        *sum += j->w[1];
+        if (h->locked)
+            atomic_fetch_add_explicit(&h->fence_main, 1, memory_order_relaxed);
+        if (seq < h->total) {
+            ho_write(j, seq++);
+            ho_push(&h->to_worker, j);
+        }
+    }
+    return 0;
+}
+
+static int run_handover(struct bench_ctx *c, bool locked)
+{
+    struct ho *h = bench_zalloc_aligned(sizeof *h);
+    struct ho_job *jobs = bench_zalloc_aligned(HO_WINDOW * sizeof *jobs);
+    pthread_t th;
+    int rc = h && jobs ? 0 : -ENOMEM;
+    uint64_t sum = 0, want = 0, ns = 0;
+    if (rc == 0) {
+        h->total = bench_size(c, BENCH_TPUT_OFFLOADS, 5000);
+        h->locked = locked;
+        rc = -pthread_create(&th, NULL, ho_worker, h);
+    }
+    if (rc == 0) {
+        uint64_t t0 = bench_now();
+        rc = ho_main(h, jobs, &sum);
+        ns = bench_now() - t0;
+        if (rc < 0)
+            atomic_store(&h->err, rc); /* lets the worker give up */
+        pthread_join(th, NULL);
+        for (uint64_t i = 0; i < h->total; i++)
+            want += (3 * i) ^ HO_TOKEN;
+        if (bench_check(c, rc == 0 && atomic_load(&h->err) == 0,
+                        "hand-over: %s", strerror(ETIMEDOUT)) &&
+            bench_expect(c, "jobs handled", h->handled, h->total) &&
+            bench_expect(c, "checksum", sum, want))
+            bench_tput(c, h->total, ns);
+        rc = 0;
+    }
+    free(h);
+    free(jobs);
+    return rc;
+}
+
+static int run_handover_plain(struct bench_ctx *c)
+{
+    return run_handover(c, false);
+}
+
+static int run_handover_locked(struct bench_ctx *c)
+{
+    return run_handover(c, true);
+}
+
 static const struct bench_wl workloads[] = {
     {"floor.epoll", "wake", "floor", "ferry.wake",
      "eventfd+epoll ping-pong between two sleeping threads (round trip)",
@@ -211,6 +373,13 @@ static const struct bench_wl workloads[] = {
      "atomic ping-pong between two spinning threads (round trip; bounded "
      "spin)",
      run_spin, NULL},
+    {"floor.tput", "tput", "floor", "ferry.tput",
+     "192-byte jobs to a spinning thread and back through two SPSC rings, "
+     "window 1024, no locked instruction",
+     run_handover_plain, NULL},
+    {"floor.tput.locked", "tput", "floor", "ferry.tput",
+     "floor.tput with one locked RMW per job on each side", run_handover_locked,
+     NULL},
 };
 
 const struct bench_wl *bench_floor_workloads(size_t *n)
