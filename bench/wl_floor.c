@@ -22,9 +22,13 @@
  *   instruction anywhere: the rings are a release store of the tail and an
  *   acquire load of it (Lamport's single-producer queue).
  * floor.tput.locked: the same with one locked read-modify-write per job on
- *   each side, on a line of that side's own (no contention): what a
+ *   each side, on a line no other thread touches (no contention): what a
  *   hand-over pays once each side must fence per job, as a reference
- *   count, a CAS on a job's state or a Treiber push all do.
+ *   count, a CAS on a job's state or a Treiber push all do (x86 drains
+ *   the store buffer at each).
+ *   Two environment variables reshape both floors for exploration:
+ *   FERRY_FLOOR_LINES (1-3, default 3) lines of the job written and read,
+ *   FERRY_FLOOR_LOCKS (1-16, default 1) locked RMWs per job per side.
  *
  * Verification: the responder counts the pings it answered and must have
  * answered every one; every wait is bounded (10 s) and a timeout fails the
@@ -227,7 +231,9 @@ static int run_spin(struct bench_ctx *c)
 #define HO_TOKEN 0x5bd1e995u
 
 struct ho_job {
-    alignas(FERRY__CACHELINE) uint64_t w[24]; /* 192 bytes, three lines */
+    /* 192 bytes, three lines, on a FERRY__CACHELINE stride (256 bytes):
+     * neighbours share no adjacent-line pair, so the floor stays a floor */
+    alignas(FERRY__CACHELINE) uint64_t w[24];
 };
 
 /* Lamport's single-producer single-consumer ring: the producer writes the
@@ -239,14 +245,18 @@ struct ho_ring {
     alignas(FERRY__CACHELINE) struct ho_job *slot[HO_RING];
 };
 
+/* Every field a side writes per job sits on a line (FERRY__CACHELINE, the
+ * adjacent-line pair) of that side's own, apart from what the other side
+ * reads per job: otherwise the locked variant would measure contention. */
 struct ho {
     struct ho_ring to_worker, to_main;
+    alignas(FERRY__CACHELINE) uint64_t total; /* read-only while running */
+    unsigned lines; /* of the job written and read: 1..3 */
+    unsigned locks; /* locked RMWs per job per side */
     alignas(FERRY__CACHELINE) _Atomic uint64_t fence_worker;
-    alignas(FERRY__CACHELINE) _Atomic uint64_t fence_main;
-    uint64_t total;
-    bool locked;
     uint64_t handled; /* worker's count, read after join */
-    _Atomic int err;
+    alignas(FERRY__CACHELINE) _Atomic uint64_t fence_main;
+    alignas(FERRY__CACHELINE) _Atomic int err; /* written on failure only */
 };
 
 static void ho_push(struct ho_ring *r, struct ho_job *j)
@@ -276,9 +286,18 @@ static struct ho_job *ho_pop(struct ho *h, struct ho_ring *r)
     }
 }
 
-static void ho_write(struct ho_job *j, uint64_t seq)
+static void ho_write(const struct ho *h, struct ho_job *j, uint64_t seq)
 {
-    j->w[0] = j->w[8] = j->w[16] = seq; /* each of the three lines */
+    for (unsigned l = 0; l < h->lines; l++)
+        j->w[8 * l] = seq; /* one word on each line */
+}
+
+static uint64_t ho_read(const struct ho *h, const struct ho_job *j)
+{
+    uint64_t v = 0;
+    for (unsigned l = 0; l < h->lines; l++)
+        v += j->w[8 * l];
+    return v;
 }
 
 static void *ho_worker(void *arg)
@@ -290,8 +309,8 @@ static void *ho_worker(void *arg)
             atomic_store(&h->err, -ETIMEDOUT);
             return NULL;
         }
-        j->w[1] = (j->w[0] + j->w[8] + j->w[16]) ^ HO_TOKEN;
-        if (h->locked)
+        j->w[1] = ho_read(h, j) ^ HO_TOKEN;
+        for (unsigned k = 0; k < h->locks; k++)
             atomic_fetch_add_explicit(&h->fence_worker, 1,
                                       memory_order_relaxed);
         ho_push(&h->to_main, j);
@@ -304,7 +323,7 @@ static int ho_main(struct ho *h, struct ho_job *jobs, uint64_t *sum)
 {
     uint64_t seq = 0;
     for (; seq < HO_WINDOW && seq < h->total; seq++) {
-        ho_write(&jobs[seq], seq);
+        ho_write(h, &jobs[seq], seq);
         ho_push(&h->to_worker, &jobs[seq]);
     }
     for (uint64_t done = 0; done < h->total; done++) {
@@ -312,14 +331,27 @@ static int ho_main(struct ho *h, struct ho_job *jobs, uint64_t *sum)
         if (j == NULL)
             return -ETIMEDOUT;
         *sum += j->w[1];
-        if (h->locked)
+        for (unsigned k = 0; k < h->locks; k++)
             atomic_fetch_add_explicit(&h->fence_main, 1, memory_order_relaxed);
         if (seq < h->total) {
-            ho_write(j, seq++);
+            ho_write(h, j, seq++);
             ho_push(&h->to_worker, j);
         }
     }
     return 0;
+}
+
+/* A knob for exploring the floor's shape (README, Performance): the
+ * variable's value if it is a number in [lo, hi], else dflt. */
+static unsigned ho_env(const char *name, unsigned dflt, unsigned lo,
+                       unsigned hi)
+{
+    const char *v = getenv(name);
+    char *end;
+    unsigned long n = v != NULL ? strtoul(v, &end, 10) : 0;
+    return v != NULL && *v != '\0' && *end == '\0' && n >= lo && n <= hi
+               ? (unsigned)n
+               : dflt;
 }
 
 static int run_handover(struct bench_ctx *c, bool locked)
@@ -331,7 +363,8 @@ static int run_handover(struct bench_ctx *c, bool locked)
     uint64_t sum = 0, want = 0, ns = 0;
     if (rc == 0) {
         h->total = bench_size(c, BENCH_TPUT_OFFLOADS, 5000);
-        h->locked = locked;
+        h->lines = ho_env("FERRY_FLOOR_LINES", 3, 1, 3);
+        h->locks = locked ? ho_env("FERRY_FLOOR_LOCKS", 1, 1, 16) : 0;
         rc = -pthread_create(&th, NULL, ho_worker, h);
     }
     if (rc == 0) {
@@ -342,7 +375,7 @@ static int run_handover(struct bench_ctx *c, bool locked)
             atomic_store(&h->err, rc); /* lets the worker give up */
         pthread_join(th, NULL);
         for (uint64_t i = 0; i < h->total; i++)
-            want += (3 * i) ^ HO_TOKEN;
+            want += (h->lines * i) ^ HO_TOKEN;
         if (bench_check(c, rc == 0 && atomic_load(&h->err) == 0,
                         "hand-over: %s", strerror(ETIMEDOUT)) &&
             bench_expect(c, "jobs handled", h->handled, h->total) &&
