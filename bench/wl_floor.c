@@ -376,8 +376,8 @@ static int run_handover(struct bench_ctx *c, bool locked)
         pthread_join(th, NULL);
         for (uint64_t i = 0; i < h->total; i++)
             want += (h->lines * i) ^ HO_TOKEN;
-        if (bench_check(c, rc == 0 && atomic_load(&h->err) == 0,
-                        "hand-over: %s", strerror(ETIMEDOUT)) &&
+        int err = rc < 0 ? rc : atomic_load(&h->err);
+        if (bench_check(c, err == 0, "hand-over: %s", strerror(-err)) &&
             bench_expect(c, "jobs handled", h->handled, h->total) &&
             bench_expect(c, "checksum", sum, want))
             bench_tput(c, h->total, ns);

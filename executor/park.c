@@ -234,24 +234,20 @@ static int start_with_core(ferry_pool *pool, struct ferry__core *c,
         return 0;
     }
     int rc = -EAGAIN;
-    if (create && s->nthreads < pool->max_threads) {
+    bool tried = create && s->nthreads < pool->max_threads;
+    if (tried)
         rc = ferry__worker_create_locked(pool, c, searching);
-        /* When the thread (or its record) cannot be made, the core goes
-         * back idle and nobody may come to run the work it was for: the
-         * waker's retries do not create (start_searcher), and a holder
-         * blocked on that work never returns its core. The monitor tries
-         * again until a thread starts or the work is gone (issue 6: a
-         * spare that cannot be created must not stall queued work;
-         * tests/fault_pool_new.c). */
-        if (rc != 0)
-            ferry__monitor_retry_locked(pool);
-    }
-    /* Draining, giving up is not safe: the workers that would re-check
-     * may be exiting (and still fill max_threads), and no shutdown may be
-     * waiting any more to restart one (review: a task accepted before the
-     * close stayed queued after a drain with timeout 0). The monitor
-     * retries until a thread starts or the work is gone. */
-    if (rc != 0 && ferry__pool_state(pool) == FERRY__POOL_DRAIN)
+    /* On failure the core goes back idle, and the monitor tries again
+     * until a thread starts or the work is gone, in two cases:
+     *   - the thread (or its record) could not be made: nobody may come to
+     *     run the work it was for (the waker's retries do not create,
+     *     start_searcher, and a holder blocked on that work never returns
+     *     its core; issue 6, tests/fault_pool_new.c);
+     *   - draining with no slot: the workers that would re-check may be
+     *     exiting (and still fill max_threads), and no shutdown may be
+     *     waiting any more to restart one (review: a task accepted before
+     *     the close stayed queued after a drain with timeout 0). */
+    if (rc != 0 && (tried || ferry__pool_state(pool) == FERRY__POOL_DRAIN))
         ferry__monitor_retry_locked(pool);
     if (rc != 0)
         ferry__core_put_locked(pool, c);
