@@ -12,22 +12,32 @@
 
 /*
  * One offload. The future comes first so that the cache can hand out the
- * block and the release hook can find it by container_of. late carries a
- * result that lost to a cancel back to the loop's thread for its dtor.
+ * block and the release hook can find it by container_of. fn's outcome
+ * goes in the future's own result/err (the worker is their only writer,
+ * ferry__future_resolve_handoff) and dtor is the result destructor, set
+ * at submit; any other resolver (a timeout, a setter, a refused submit)
+ * writes alt instead. Once fn has returned the pool no longer touches the
+ * task, so its memory carries a late result (fn's, after another resolver
+ * won) back to the loop's thread for the dtor.
  */
 struct ferry__job {
     struct ferry_future fut; /* its post node carries the completion */
-    struct ferry__task task; /* the pool's view */
-    struct ferry__post late; /* late result -> dtor on the loop */
     union {
-        ferry_work_fn *fn; /* until it has run */
-        void *late_result; /* then: a result that lost to a cancel (the
-                              worker writes it, the late post carries it) */
-    } u;
+        struct ferry__task task; /* the pool's view, until the user's fn
+                                    returned (see the assert below) */
+        struct ferry__post late; /* then: late result -> dtor on the loop */
+    };
+    ferry_work_fn *fn;
     void *arg;
-    ferry_free_fn *dtor; /* result destructor */
+    struct ferry__outcome alt; /* other resolvers' (FUT_OUTCOME_OPS) */
 };
 
+/* The late node covers only the task's list link and fn: a cancel may
+ * still set cancel_requested after fn returned, and the pool's drop path
+ * CASes state only on tasks that never ran. */
+_Static_assert(offsetof(struct ferry__task, state) >=
+                   sizeof(struct ferry__post),
+               "the late post must not overlay the task's state fields");
 _Static_assert(sizeof(struct ferry__job) <= FERRY__CACHE_LARGE_BYTES,
                "a job must fit the 192-byte budget of DESIGN.md §7");
 

@@ -1,35 +1,40 @@
 /*
  * bridge/run_in_executor.c: offloading to the pool, the hot path.
  *
- * One job = one 192-byte block holding the future, the pool task and a
- * spare inbox node, taken from a per-thread cache (common/cache.c), so the
- * steady state calls no malloc. The path (DESIGN.md §2):
+ * One job = one 192-byte block holding the future, the pool task (then a
+ * late result's inbox node) and the outcome slot of other resolvers,
+ * taken from a per-thread cache (common/cache.c), so the steady state
+ * calls no malloc. The path (DESIGN.md §2):
  *
  *   loop thread  job_new; submit the task (blocking-flagged): from a
  *                callback of the running loop, chained and pushed with
  *                the pass's other offloads in one lock at the end of the
  *                pass (executor/defer.c), its inbox node noted as a
  *                prefetch hint for the drain (loop/wakeup.c)
- *   worker       job_run: CAS PENDING->RUNNING on the future (a lost CAS
- *                means it was cancelled first: fn never runs); fn(arg);
+ *   worker       job_run: looks at the future's state (resolved or
+ *                cancelled already: fn never runs); fn(arg);
  *                resolve the future from the worker: the state is
  *                published at once for foreign waiters, and the future's
  *                own inbox node carries the done callbacks to the loop
  *                (one eventfd write per sleep at most, batched drains)
- *   pool         job_complete: drops the job's in-flight reference (on a
- *                dropped task, cancels the future first)
+ *   pool         job_complete: nothing for a task that ran; a dropped
+ *                task's future is cancelled and its in-flight reference
+ *                dropped
  *
  * References on the future: the caller's, and the job's in flight (taken
- * at submit), dropped at the end of job_run, or by job_complete for a
- * task the pool dropped unrun. It must outlive the completion's post: the
- * post's producer still reads the loop (the wake-up) after the push that
- * lets the loop free the future, and the future holds the loop. The task
+ * at submit). job_run hands the latter over with the result: it becomes
+ * the completion post's (or is dropped when there is no loop to post to),
+ * so an offload's worker side pays no reference count of its own; the
+ * wake-up's reads of the loop after the push, which that reference used
+ * to cover (the future holds the loop), are covered by the worker's
+ * hazard record (ferry__loop_post_handoff). A job that loses to a cancel,
+ * or that the pool dropped unrun (job_complete), drops it instead. The task
  * is FERRY__TASK_OWN_STATE: the future's state arbitrates start against
  * cancel, so the pool keeps no task state (no start CAS, no DONE store)
  * and leaves the block alone once job_run returns (executor/internal.h).
- * A late result (the future was cancelled while fn ran) rides the job's
- * spare node to the loop and its dtor runs there, holding one more
- * reference while queued.
+ * A late result (the future was cancelled, timed out or set while fn ran)
+ * rides a post node laid over the dead task to the loop and its dtor runs
+ * there, holding one more reference while queued.
  *
  * Thread: ferry_run_in_executor on the loop's owner; ferry_pool_submit_
  * future anywhere; job_run/job_complete on workers.
@@ -53,16 +58,23 @@ static void job_release(ferry_future *f)
                      ferry__container_of(f, struct ferry__job, fut));
 }
 
+/* Where resolvers other than job_run's handoff put their outcome. */
+static struct ferry__outcome *job_alt_outcome(ferry_future *f)
+{
+    return &ferry__container_of(f, struct ferry__job, fut)->alt;
+}
+
 static const struct ferry__future_ops job_ops = {
     .on_cancel = job_cancel,
     .release = job_release,
+    .alt_outcome = job_alt_outcome,
 };
 
 static void late_run(struct ferry__post *p, ferry_loop *loop)
 {
     (void)loop;
     struct ferry__job *j = ferry__container_of(p, struct ferry__job, late);
-    j->dtor(j->u.late_result);
+    j->fut.dtor(j->fut.result);
     ferry_future_unref(&j->fut);
 }
 
@@ -76,37 +88,46 @@ static const struct ferry__post_ops late_post_ops = {
     .drop = late_drop,
 };
 
-/* The future was cancelled (or timed out) while fn ran: its result is
- * late. It goes to dtor on the loop's thread, or here if there is no loop
- * to go to. */
-static void hand_late_result(struct ferry__job *j, void *result)
+/* The future was resolved otherwise (cancelled, timed out, set) while fn
+ * ran: fn's result, left in j->fut.result by the lost handoff, is late.
+ * It goes to dtor on the loop's thread, or here if there is no loop to go
+ * to. The task is dead (fn returned), so its memory carries the post. */
+static void hand_late_result(struct ferry__job *j)
 {
-    if (j->dtor == NULL || result == NULL)
+    void *result = j->fut.result;
+    ferry_free_fn *dtor = j->fut.dtor;
+    if (dtor == NULL || result == NULL)
         return;
     ferry_loop *loop = j->fut.loop;
     if (loop != NULL) {
-        j->u.late_result = result;
         j->late.ops = &late_post_ops;
         ferry_future_ref(&j->fut);
         if (ferry__loop_post(loop, &j->late) == 0)
             return;
         ferry_future_unref(&j->fut);
     }
-    j->dtor(result);
+    dtor(result);
 }
 
 static void job_run(void *arg)
 {
     struct ferry__job *j = arg;
-    if (ferry__future_try_start(&j->fut)) {
-        void *result = NULL;
-        int rc = j->u.fn(j->arg, &result);
-        if (rc < 0)
-            (void)ferry__future_resolve(&j->fut, NULL, NULL, rc);
-        else if (ferry__future_resolve(&j->fut, result, j->dtor, 0) ==
-                 -EALREADY)
-            hand_late_result(j, result);
-    }                            /* else cancelled first: fn never runs */
+    /* A look, not a claim (no CAS): a cancel, timeout or setter that
+     * lands after it finds fn running, as if it had come a moment later,
+     * and fn's result is then late. One that came before it keeps fn from
+     * running at all (S18); the handoff CAS below decides the rest. */
+    if (!ferry__future_unresolved(&j->fut)) { /* resolved first */
+        ferry_future_unref(&j->fut);          /* the job's in-flight ref */
+        return;
+    }
+    void *result = NULL;
+    int rc = j->fn(j->arg, &result);
+    /* The in-flight reference goes with the completion: on success j may
+     * be gone. */
+    if (ferry__future_resolve_handoff(&j->fut, rc < 0 ? NULL : result,
+                                      rc < 0 ? rc : 0) == 0)
+        return;
+    hand_late_result(j);
     ferry_future_unref(&j->fut); /* the job's in-flight ref */
 }
 
@@ -179,9 +200,9 @@ static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
         return -ENOMEM;
     ferry__future_init(&j->fut, loop, &job_ops);
     atomic_store_explicit(&j->fut.refs, 2, memory_order_relaxed);
-    j->u.fn = fn;
+    j->fut.dtor = dtor; /* ferry__future_resolve_handoff's contract */
+    j->fn = fn;
     j->arg = arg;
-    j->dtor = dtor;
     ferry__task_init(&j->task, job_run, j, job_complete,
                      FERRY_TASK_BLOCKING | FERRY__TASK_OWN_STATE);
     /* From a callback of the running loop, the task waits for the end of
@@ -199,7 +220,8 @@ static int job_submit(ferry_loop *loop, ferry_pool *pool, ferry_work_fn *fn,
         rc = submit_now(loop, pool, j);
     }
     if (rc < 0) {
-        ferry_loop_unref(loop); /* taken by ferry__future_init */
+        if (loop != NULL) /* taken by ferry__future_init */
+            ferry__loop_unref_future(loop);
         ferry__cache_put(FERRY__CACHE_LARGE, j);
         return rc;
     }

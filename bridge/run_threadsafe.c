@@ -74,7 +74,7 @@ FERRY_API int ferry_run_threadsafe(ferry_loop *loop, ferry_work_fn *fn,
     r->dtor = result_dtor;
     int rc = ferry_call_soon_threadsafe(loop, request_run, r, request_drop);
     if (rc < 0) {
-        ferry_loop_unref(loop); /* taken by ferry__future_init */
+        ferry__loop_unref_future(loop); /* taken by ferry__future_init */
         free(r);
         return rc;
     }

@@ -30,7 +30,7 @@
  * is PIC, so plain _Thread_local compiles to the general-dynamic model: a
  * __tls_get_addr call per access, which callgrind put at 15% of the loop
  * thread's instructions per offload. The initial-exec model is one
- * %fs-relative load. Its cost: the library's TLS (under 100 bytes) must fit
+ * %fs-relative load. Its cost: the library's TLS (about 200 bytes) must fit
  * in glibc's static TLS surplus if the library is dlopen()ed, which it does
  * (the surplus is 1664 bytes by default).
  */

@@ -1,33 +1,54 @@
 /*
  * loop/future.c: futures shared across threads.
  *
- * State machine (one CAS per transition, exactly one winner):
- *   PENDING -> RUNNING            attached work started (bridge)
+ * State machine (one RMW per transition, exactly one winner):
+ *   PENDING -> RUNNING            attached work started (run_threadsafe,
+ *                                 then)
  *   PENDING|RUNNING -> COMPLETING -> DONE|FAILED   the resolver
+ *   PENDING|RUNNING -> DONE|FAILED the bridge's worker (handoff)
  *   PENDING|RUNNING -> CANCELLED                   ferry_future_cancel
  * The resolver writes result/err/dtor inside its private COMPLETING window
- * and publishes them with a release store of the final state; readers
- * load the state with acquire before reading them. COMPLETING reads as
- * pending, and cancel loses against it.
+ * and publishes them with a release RMW to the final state; readers load
+ * the state with acquire before reading them. COMPLETING reads as pending,
+ * and cancel loses against it. The bridge's worker writes result/err first
+ * and publishes them with one CAS from PENDING; so that it never clobbers
+ * the outcome of a resolver that won meanwhile (a timeout, a setter: the
+ * review of 2026-12-02 found that), every other resolver of such a future
+ * writes its own outcome to the job's slot (ops->alt_outcome) and sets
+ * FUT_OUTCOME_OPS, which tells readers where to look (outcome_of).
  *
- * Completion then (a) bumps the ck_ec event count, which wakes foreign
- * waiters with one futex call only if one sleeps, and (b) dispatches the
- * done callbacks on the loop: directly when the completing thread is the
- * loop's owner, else through the loop's inbox (the future's embedded post
- * node, used once). Callbacks are registered and dispatched on the owner
- * thread only. The first one is embedded in the future (cb0) and reaches
- * the ready queue as the future's own node (the post node, free again once
- * the inbox is drained), so an offload with one callback allocates nothing
- * more; further ones are handles on the `cbs` list. `cbs` becoming
- * FERRY__CBS_DISPATCHED (owner-only) decides whether a new registration
- * joins them or goes straight to the ready queue, so registration order
- * holds even when completion raced registration.
+ * The state word also carries flags (loop/internal.h): two set by CAS
+ * while the state is not terminal and never cleared, so the RMW that makes
+ * the state terminal returns them and a completion pays only for what was
+ * asked for: FUT_WAITERS, a foreign thread may sleep on the ck_ec event
+ * count, which the completer then bumps (one futex call only if it
+ * sleeps); FUT_NOTIFIERS, the completer closes and runs the notifier list.
+ * Either a registrar's CAS precedes the terminal RMW in the word's
+ * modification order, and the completer sees its flag, or it follows it
+ * and sees the terminal state, and the registrar handles the completion
+ * itself. An offload without waiters or notifiers thus completes with one
+ * locked instruction on the state instead of three. The third flag,
+ * FUT_OUTCOME_OPS, comes with the handoff's terminal state (above).
+ *
+ * Completion then dispatches the done callbacks on the loop: directly
+ * when the completing thread is the loop's owner, else through the loop's
+ * inbox (the future's embedded post node, used once). Callbacks are registered
+ * and dispatched on the owner thread only. The first one is embedded in the
+ * future (cb0) and reaches the ready queue as the future's own node (the post
+ * node, free again once the inbox is drained), so an offload with one callback
+ * allocates nothing more; further ones are handles on the `cbs` list. `cbs`
+ * becoming FERRY__CBS_DISPATCHED (owner-only) decides whether a new
+ * registration joins them or goes straight to the ready queue, so registration
+ * order holds even when completion raced registration.
  *
  * References: the resolver must hold one for the duration of its call (the
- * ec bump happens after the state store, when a waiter may already have
+ * ec bump happens after the state RMW, when a waiter may already have
  * returned and dropped its own). The post holds one while in the inbox (and
  * hands it to the first callback it dispatches); each dispatched callback
- * (cb0's node or a handle) holds one until it has run.
+ * (cb0's node or a handle) holds one until it has run. A handoff resolver's
+ * reference becomes the post's: the push is then its last touch of f, and
+ * the wake-up's reads of the loop after it are covered by a hazard record
+ * (ferry__loop_post_handoff, common/hazard.c), not by f's loop reference.
  *
  * Thread: see include/ferry/future.h per function.
  */
@@ -52,7 +73,7 @@ void ferry__future_init(ferry_future *f, ferry_loop *loop,
     f->ops = ops;
     atomic_init(&f->notify, NULL);
     if (loop != NULL)
-        ferry_loop_ref(loop);
+        ferry__loop_ref_future(loop);
 }
 
 FERRY_API int ferry_future_new(ferry_loop *loop, ferry_future **out)
@@ -102,28 +123,47 @@ static void drop_callbacks(ferry_future *f)
     }
 }
 
+/* f's outcome; word is its terminal state word, loaded with acquire (or
+ * by the last holder, after its acquire RMW or load of refs). */
+static struct ferry__outcome outcome_of(const ferry_future *f, uint32_t word)
+{
+    if (word & FUT_OUTCOME_OPS)
+        return *f->ops->alt_outcome((ferry_future *)f);
+    return (struct ferry__outcome){f->result, f->dtor, f->err};
+}
+
 static void destroy(ferry_future *f)
 {
     drop_callbacks(f); /* never dispatched: the loop closed first */
-    if (atomic_load_explicit(&f->state, memory_order_relaxed) == FUT_DONE &&
-        f->dtor != NULL)
-        f->dtor(f->result);
+    uint32_t word = atomic_load_explicit(&f->state, memory_order_relaxed);
+    struct ferry__outcome o = {0};
+    if (ferry__fut_state(word) == FUT_DONE)
+        o = outcome_of(f, word);
+    if (o.dtor != NULL)
+        o.dtor(o.result);
     ferry_loop *loop = f->loop;
     if (f->ops != NULL)
         f->ops->release(f);
     else
         free(f);
-    ferry_loop_unref(loop);
+    if (loop != NULL)
+        ferry__loop_unref_future(loop);
 }
 
 FERRY_API void ferry_future_unref(ferry_future *fut)
 {
     if (fut == NULL)
         return;
-    /* Acq_rel: every owner's writes happen-before the teardown by the last
-     * one (STYLE.md point 8, with the acquire folded into the RMW because
-     * ThreadSanitizer does not model standalone fences). */
-    if (atomic_fetch_sub_explicit(&fut->refs, 1, memory_order_acq_rel) != 1)
+    /* The sole holder needs no RMW: with one reference, ours, nobody else
+     * can take one (that takes a reference), so the count cannot move. The
+     * acquire load reads the last decrement (a release RMW) and so sees
+     * every former holder's writes; the common case is the done callback's
+     * queue reference, dropped after the user dropped theirs. Else
+     * acq_rel: every holder's writes happen-before the teardown by the
+     * last one (STYLE.md point 8, with the acquire folded into the RMW
+     * because ThreadSanitizer does not model standalone fences). */
+    if (atomic_load_explicit(&fut->refs, memory_order_acquire) != 1 &&
+        atomic_fetch_sub_explicit(&fut->refs, 1, memory_order_acq_rel) != 1)
         return;
     destroy(fut);
 }
@@ -204,8 +244,31 @@ static void post_drop(struct ferry__post *p)
 static const struct ferry__post_ops future_post = {.run = post_run,
                                                    .drop = post_drop};
 
+/* Set flag in f's state word. Returns false if f was terminal without it:
+ * its completer never looks at what the flag asks for, and the caller
+ * handles the completion itself. True means the terminal RMW, past or
+ * future, returns the flag. */
+static bool set_flag(ferry_future *f, uint32_t flag)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    while ((s & flag) == 0) {
+        if (ferry__fut_state(s) >= FUT_DONE)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | flag,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return true;
+    }
+    return true;
+}
+
 bool ferry__future_notify(ferry_future *f, struct ferry__notify *n)
 {
+    if (!set_flag(f, FUT_NOTIFIERS))
+        return false;
+    /* The completer saw the flag, or will: it closes the list, so the push
+     * below either lands before the close and runs there, or finds the
+     * sentinel. */
     struct ferry__notify *head =
         atomic_load_explicit(&f->notify, memory_order_acquire);
     do {
@@ -232,30 +295,55 @@ static void run_notifiers(ferry_future *f)
     }
 }
 
-static void complete(ferry_future *f)
+/* Another thread completed f: its callbacks go to the loop through the
+ * inbox. handoff: the caller's reference becomes the post's. */
+static void post_completion(ferry_future *f, bool handoff)
 {
-    /* ck_ec_inc is a write barrier after our release store of the state:
-     * a waiter that snapshotted the ec before checking the state either
-     * saw the final state or sees the ec move (common/ec.c). */
-    ck_ec32_inc(&f->ec, &ferry__ec_mode);
-    run_notifiers(f);
-    if (f->loop == NULL)
-        return;
-    if (ferry__loop_on_owner(f->loop)) {
-        (void)dispatch(f, false);
+    ferry_loop *loop = f->loop;
+    f->post.ops = &future_post;
+    int rc = handoff ? ferry__loop_post_handoff(loop, &f->post) : -ENOMEM;
+    if (rc == -ENOMEM) {     /* no handoff, or no hazard record for it */
+        ferry_future_ref(f); /* the post's own, held across the push */
+        rc = ferry__loop_post(loop, &f->post);
+        if (rc < 0)
+            ferry_future_unref(f);
+        if (handoff)
+            ferry_future_unref(f);
         return;
     }
-    f->post.ops = &future_post;
-    ferry_future_ref(f);
-    if (ferry__loop_post(f->loop, &f->post) < 0)
-        ferry_future_unref(f); /* closed: destroy disposes the callbacks */
+    if (rc < 0) /* closed: destroy disposes the callbacks */
+        ferry_future_unref(f);
+}
+
+/* After the RMW that made f terminal; old is the word it replaced. */
+static void complete(ferry_future *f, uint32_t old, bool handoff)
+{
+    /* ck_ec_inc is a write barrier after our RMW of the state: a waiter
+     * that snapshotted the ec before checking the state either saw the
+     * final state or sees the ec move (common/ec.c). */
+    if (old & FUT_WAITERS)
+        ck_ec32_inc(&f->ec, &ferry__ec_mode);
+    if (old & FUT_NOTIFIERS)
+        run_notifiers(f);
+    if (f->loop == NULL || ferry__loop_on_owner(f->loop)) {
+        bool used = f->loop != NULL && dispatch(f, handoff);
+        if (handoff && !used)
+            ferry_future_unref(f);
+        return;
+    }
+    post_completion(f, handoff);
 }
 
 bool ferry__future_try_start(ferry_future *f)
 {
-    uint32_t s = FUT_PENDING;
-    return atomic_compare_exchange_strong_explicit(
-        &f->state, &s, FUT_RUNNING, memory_order_acq_rel, memory_order_acquire);
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    do {
+        if (ferry__fut_state(s) != FUT_PENDING)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &f->state, &s, (s & ~FUT_STATE) | FUT_RUNNING, memory_order_acq_rel,
+        memory_order_relaxed));
+    return true;
 }
 
 int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
@@ -263,19 +351,49 @@ int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     do {
-        if (s >= FUT_COMPLETING)
+        if (ferry__fut_state(s) >= FUT_COMPLETING)
             return -EALREADY; /* value stays the caller's */
     } while (!atomic_compare_exchange_weak_explicit(
-        &f->state, &s, FUT_COMPLETING, memory_order_acquire,
+        &f->state, &s, (s & ~FUT_STATE) | FUT_COMPLETING, memory_order_acquire,
         memory_order_acquire));
-    f->result = value;
-    f->dtor = dtor;
+    uint32_t add = (err < 0 ? FUT_FAILED : FUT_DONE) - FUT_COMPLETING;
+    struct ferry__outcome *alt = NULL;
+    if (f->ops != NULL && f->ops->alt_outcome != NULL)
+        alt = f->ops->alt_outcome(f); /* result/err are the handoff's */
+    if (alt != NULL) {
+        *alt = (struct ferry__outcome){value, dtor, err};
+        add += FUT_OUTCOME_OPS;
+    } else {
+        f->result = value;
+        f->dtor = dtor;
+        f->err = err;
+    }
+    /* Release: publishes the outcome to readers that acquire-load the
+     * state (ferry_future_result, wait, the loop's dispatch). An RMW, not a
+     * store: flags set during our window come back in old. The add moves
+     * the state bits (COMPLETING -> DONE or FAILED) and sets
+     * FUT_OUTCOME_OPS, which no earlier transition sets. */
+    uint32_t old =
+        atomic_fetch_add_explicit(&f->state, add, memory_order_acq_rel);
+    complete(f, old, false);
+    return 0;
+}
+
+int ferry__future_resolve_handoff(ferry_future *f, void *value, int err)
+{
+    f->result = value; /* ours alone: other resolvers use alt_outcome */
     f->err = err;
-    /* Release: publishes result/err/dtor to readers that acquire-load the
-     * state (ferry_future_result, wait, the loop's dispatch). */
-    atomic_store_explicit(&f->state, err < 0 ? FUT_FAILED : FUT_DONE,
-                          memory_order_release);
-    complete(f);
+    uint32_t fin = err < 0 ? FUT_FAILED : FUT_DONE;
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    /* Release: publishes result/err, for readers that acquire-load the
+     * state (outcome_of). */
+    do {
+        if (ferry__fut_state(s) >= FUT_COMPLETING)
+            return -EALREADY; /* resolved or cancelled meanwhile */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &f->state, &s, (s & ~FUT_STATE) | fin, memory_order_acq_rel,
+        memory_order_relaxed));
+    complete(f, s, true);
     return 0;
 }
 
@@ -337,42 +455,43 @@ FERRY_API bool ferry_future_cancel(ferry_future *fut)
         return false;
     uint32_t s = atomic_load_explicit(&fut->state, memory_order_acquire);
     do {
-        if (s >= FUT_COMPLETING)
+        if (ferry__fut_state(s) >= FUT_COMPLETING)
             return false;
     } while (!atomic_compare_exchange_weak_explicit(
-        &fut->state, &s, FUT_CANCELLED, memory_order_acq_rel,
+        &fut->state, &s, (s & ~FUT_STATE) | FUT_CANCELLED, memory_order_acq_rel,
         memory_order_acquire));
     if (fut->ops != NULL && fut->ops->on_cancel != NULL)
         fut->ops->on_cancel(fut);
-    complete(fut);
+    complete(fut, s, false);
     return true;
 }
 
 FERRY_API bool ferry_future_done(const ferry_future *fut)
 {
-    return fut != NULL &&
-           atomic_load_explicit(&fut->state, memory_order_acquire) >= FUT_DONE;
+    return fut != NULL && ferry__fut_state(atomic_load_explicit(
+                              &fut->state, memory_order_acquire)) >= FUT_DONE;
 }
 
 FERRY_API bool ferry_future_cancelled(const ferry_future *fut)
 {
     return fut != NULL &&
-           atomic_load_explicit(&fut->state, memory_order_acquire) ==
-               FUT_CANCELLED;
+           ferry__fut_state(atomic_load_explicit(
+               &fut->state, memory_order_acquire)) == FUT_CANCELLED;
 }
 
 FERRY_API int ferry_future_result(const ferry_future *fut, void **value)
 {
     if (fut == NULL)
         return -EINVAL;
-    /* Acquire: pairs with the resolver's release store of the state. */
-    switch (atomic_load_explicit(&fut->state, memory_order_acquire)) {
+    /* Acquire: pairs with the resolver's release RMW of the state. */
+    uint32_t word = atomic_load_explicit(&fut->state, memory_order_acquire);
+    switch (ferry__fut_state(word)) {
     case FUT_DONE:
         if (value != NULL)
-            *value = fut->result;
+            *value = outcome_of(fut, word).result;
         return 0;
     case FUT_FAILED:
-        return fut->err;
+        return outcome_of(fut, word).err;
     case FUT_CANCELLED:
         return -ECANCELED;
     default:
@@ -475,8 +594,14 @@ FERRY_API int ferry_future_wait(ferry_future *fut, int64_t timeout_ns)
         return 0;
     if (fut->loop != NULL && ferry__loop_on_owner(fut->loop))
         return -EDEADLK;
+    if (timeout_ns == 0)
+        return -ETIMEDOUT;
+    /* The completer bumps the ec only if it sees FUT_WAITERS (set_flag
+     * says why one of us sees the other). */
+    if (!set_flag(fut, FUT_WAITERS))
+        return 0;
     uint64_t deadline = 0;
-    if (timeout_ns >= 0)
+    if (timeout_ns > 0)
         deadline = ferry__now_ns() + (uint64_t)timeout_ns;
     for (;;) {
         /* Snapshot the ec before checking the state: a completion after
@@ -484,8 +609,6 @@ FERRY_API int ferry_future_wait(ferry_future *fut, int64_t timeout_ns)
         uint32_t v = ck_ec32_value(&fut->ec);
         if (ferry_future_done(fut))
             return 0;
-        if (timeout_ns == 0)
-            return -ETIMEDOUT;
         if (ferry__ec_wait(&fut->ec, v, deadline) < 0)
             return ferry_future_done(fut) ? 0 : -ETIMEDOUT;
     }

@@ -168,6 +168,9 @@ struct ferry_loop {
     uint64_t slow_threshold;
     int64_t spin_ns;     /* busy-poll budget before blocking; < 0: never */
     uint64_t posts_seen; /* stats.posts at the previous iteration */
+    /* References on refs that the owner took in one batch for the futures
+     * it binds to the loop (ferry__loop_ref_future); given back at close. */
+    uint32_t ref_credit;
     /* true while iterate runs a pass of ready callbacks; pass_end, if
      * set, runs after each pass, before the loop polls again (the bridge
      * hands the pass's offloads to the pool there, executor/defer.c). */
@@ -221,8 +224,9 @@ static inline void ferry__loop_count(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-/* Future states. Terminal states are >= FUT_DONE; FUT_COMPLETING is the
- * winner's private window for writing the result before publishing. */
+/* Future states, in the low bits of the state word (FUT_STATE). Terminal
+ * states are >= FUT_DONE; FUT_COMPLETING is the winner's private window
+ * for writing the result before publishing. */
 enum future_state {
     FUT_PENDING,
     FUT_RUNNING, /* attached work started (bridge): still cancellable */
@@ -232,6 +236,32 @@ enum future_state {
     FUT_CANCELLED,
 };
 
+/* The state word's flags, set (never cleared) by CAS while the state is
+ * not terminal, so that the RMW that makes it terminal returns them: the
+ * completer bumps the ec only for a foreign waiter and closes the notifier
+ * list only when someone registered (future.c). */
+enum {
+    FUT_STATE = 0x7u,      /* mask of the enum above */
+    FUT_WAITERS = 0x8u,    /* a thread may sleep on ec (ferry_future_wait) */
+    FUT_NOTIFIERS = 0x10u, /* ferry__future_notify was called */
+    /* Set with DONE or FAILED by a resolver other than the handoff one,
+     * of a future whose ops have alt_outcome: the outcome is in that
+     * slot, since result/dtor/err belong to the handoff resolver. */
+    FUT_OUTCOME_OPS = 0x20u,
+};
+
+static inline uint32_t ferry__fut_state(uint32_t word)
+{
+    return word & FUT_STATE;
+}
+
+/* A future's outcome, where it is not in the future itself. */
+struct ferry__outcome {
+    void *result;
+    ferry_free_fn *dtor;
+    int err;
+};
+
 /* Hooks for code that embeds a future (the bridge). */
 struct ferry__future_ops {
     /* Called once by the thread whose cancel (or timeout) won, after the
@@ -239,6 +269,11 @@ struct ferry__future_ops {
     void (*on_cancel)(ferry_future *f);
     /* Frees the memory on the last unref, after the result's dtor. */
     void (*release)(ferry_future *f);
+    /* For a future with a handoff resolver (ferry__future_resolve_
+     * handoff), which owns result/dtor/err: the slot where any other
+     * resolver writes its outcome instead, inside its COMPLETING window,
+     * setting FUT_OUTCOME_OPS with the final state. NULL: no handoff. */
+    struct ferry__outcome *(*alt_outcome)(ferry_future *f);
 };
 
 /* A completion notifier: fn runs once, on the thread that completes the
@@ -257,8 +292,10 @@ struct ferry__notify {
  * allocation per offload). state and refs are C11 atomics; ec is ck's and
  * only touched through ck_ec; result/err/dtor are written by the single
  * winner of the PENDING/RUNNING -> COMPLETING CAS and published by the
- * release store of the final state. The done callbacks (cb0,
- * cbs) belong to the loop's owner thread.
+ * release RMW to the final state, or by the handoff resolver before its
+ * CAS (then other resolvers write ops->alt_outcome instead, and set
+ * FUT_OUTCOME_OPS). The done callbacks (cb0, cbs) belong to the loop's
+ * owner thread.
  */
 struct ferry_future {
     _Atomic uint32_t state;
@@ -299,6 +336,25 @@ bool ferry__future_try_start(ferry_future *f);
  * value left to the caller. */
 int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
                           int err);
+/* Whether f is unresolved (PENDING or RUNNING), by an acquire load: the
+ * bridge's worker looks before it runs fn, without claiming anything. */
+static inline bool ferry__future_unresolved(const ferry_future *f)
+{
+    return ferry__fut_state(atomic_load_explicit(&((ferry_future *)f)->state,
+                                                 memory_order_acquire)) <
+           FUT_COMPLETING;
+}
+/* Resolve f with value (err == 0) or err < 0, from its work's thread (the
+ * bridge's worker), after the work ran; f->dtor was set when f was made.
+ * f's ops must have alt_outcome, so that no other resolver writes result
+ * or err: the handoff writes them first and publishes them with one CAS
+ * PENDING|RUNNING -> DONE|FAILED, no COMPLETING window, and the loop
+ * reads them on the line it reads the state from. The caller hands over
+ * one reference it holds. Returns 0: resolved, the reference consumed (f
+ * may be gone); or -EALREADY: another resolver (a cancel, a timeout, a
+ * setter) won, the caller keeps its reference, and f->result still holds
+ * value (nobody reads it: it is the caller's to dispose). */
+int ferry__future_resolve_handoff(ferry_future *f, void *value, int err);
 
 /* The inbox's "closed" sentinel: a pointer no node can have. */
 #define FERRY__INBOX_CLOSED ((struct ferry__post *)(uintptr_t)1)
@@ -313,10 +369,25 @@ bool ferry__loop_in_pass(const ferry_loop *loop);
 bool ferry__loop_stale(const ferry_loop *loop);
 uint64_t ferry__loop_now(const ferry_loop *loop);
 
+/* The reference a future bound to loop holds (ferry__future_init, its
+ * destroy). On the owner thread of an open loop it comes from, and goes
+ * back to, the owner's credit (ref_credit): no locked instruction on the
+ * offload path's loop side; elsewhere (or closed) ferry_loop_ref/unref. */
+void ferry__loop_ref_future(ferry_loop *loop);
+void ferry__loop_unref_future(ferry_loop *loop);
+
 /* wakeup.c: the inbox and the eventfd */
 int ferry__wakeup_init(ferry_loop *loop);
 void ferry__wakeup_term(ferry_loop *loop);
 int ferry__loop_post(ferry_loop *loop, struct ferry__post *p);
+/* As ferry__loop_post, for a producer whose reference keeping the loop
+ * alive travels with p: once p is pushed the loop may be drained and freed
+ * at once, so the wake-up's reads of the loop after the push are covered
+ * by the thread's hazard record (common/hazard.c), and ferry_loop_unref
+ * waits for it before the free. Returns 0, -ESHUTDOWN (closed: p not
+ * posted), or -ENOMEM (the thread has no record: p not posted, post it
+ * with a reference held across ferry__loop_post instead). */
+int ferry__loop_post_handoff(ferry_loop *loop, struct ferry__post *p);
 void ferry__wakeup_signal(ferry_loop *loop);
 int64_t ferry__wakeup_prepare_poll(ferry_loop *loop, int64_t timeout_ns);
 void ferry__wakeup_after_poll(ferry_loop *loop);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/hazard.h"
 #include "loop/internal.h"
 
 #define WAKE_TAG UINT64_MAX
@@ -151,13 +152,71 @@ FERRY_API void ferry_loop_unref(ferry_loop *loop)
      * locked RMW is a full barrier either way. */
     if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
         return;
+    /* A completion handed off with its post (ferry__loop_post_handoff)
+     * may still be reading the loop in its wake-up. */
+    ferry__hz_wait(loop);
     ferry__wakeup_term(loop);
     free(loop);
+}
+
+/* A batch of references, taken once per CREDIT_BATCH futures bound on
+ * the owner thread. */
+enum { CREDIT_BATCH = 256 };
+
+static bool credit_usable(const ferry_loop *loop)
+{
+    return ferry__loop_on_owner(loop) &&
+           !atomic_load_explicit(&loop->closed, memory_order_relaxed);
+}
+
+void ferry__loop_ref_future(ferry_loop *loop)
+{
+    if (!credit_usable(loop)) {
+        ferry_loop_ref(loop);
+        return;
+    }
+    if (loop->ref_credit == 0) {
+        /* Acquire keeps the credit's store after the add, so that a fork
+         * snapshot between them can only over-count (leak), never make
+         * the child's credit exceed what refs holds for it. */
+        atomic_fetch_add_explicit(&loop->refs, CREDIT_BATCH,
+                                  memory_order_acquire);
+        loop->ref_credit = CREDIT_BATCH;
+    }
+    loop->ref_credit--;
+}
+
+void ferry__loop_unref_future(ferry_loop *loop)
+{
+    /* Not the last reference: the owner holds the creator's until
+     * ferry_loop_free, which closes first, and that acq_rel unref (on the
+     * owner, after every credit operation) carries the owner's writes to
+     * whoever frees the loop. */
+    if (!credit_usable(loop)) {
+        ferry_loop_unref(loop);
+        return;
+    }
+    if (++loop->ref_credit >= 2 * CREDIT_BATCH) {
+        /* Credit first, then the release RMW (which the store cannot
+         * follow): a fork snapshot between them can only leak. */
+        loop->ref_credit -= CREDIT_BATCH;
+        atomic_fetch_sub_explicit(&loop->refs, CREDIT_BATCH,
+                                  memory_order_release);
+    }
 }
 
 static void close_all(ferry_loop *loop, bool stale)
 {
     atomic_store_explicit(&loop->closed, true, memory_order_relaxed);
+    /* Give the credit back; from now on futures count with RMWs. Never
+     * the last reference: the caller holds one. (A child forked by
+     * another thread while the owner was between the two steps of a
+     * batch leaks its stale loop: the steps are ordered so that such a
+     * snapshot over-counts, never under-counts.) */
+    if (loop->ref_credit != 0)
+        atomic_fetch_sub_explicit(&loop->refs, loop->ref_credit,
+                                  memory_order_release);
+    loop->ref_credit = 0;
     ferry__inbox_close(loop, !stale);
     ferry__ready_term(loop);
     ferry__timers_term(loop);
@@ -418,7 +477,8 @@ FERRY_API int ferry_loop_fd(const ferry_loop *loop)
     ferry_loop *l = (ferry_loop *)loop;
     /* From now on polling stays set, so every post (coalesced by
      * wake_pending) makes the epoll fd readable for the embedder's poll.
-     * seq_cst store: pairs with the producers' fence as in wakeup.c. */
+     * seq_cst store: pairs with the producers' StoreLoad order (the
+     * seq_cst push, or the fence of a stop) as in wakeup.c. */
     atomic_store_explicit(&l->embedded, true, memory_order_relaxed);
     atomic_store_explicit(&l->polling, 1, memory_order_seq_cst);
     return loop->poller.fd;
@@ -431,8 +491,8 @@ FERRY_API int ferry_loop_timeout(ferry_loop *loop, int64_t *timeout_ns)
     int rc = ferry__loop_check_open(loop);
     if (rc < 0)
         return rc;
-    /* Dekker partner of the producers' fence: polling was set (seq_cst)
-     * before this inbox read, see ferry_loop_fd. */
+    /* Dekker partner of the producers' seq_cst push (or fence): polling
+     * was set (seq_cst) before this inbox read, see ferry_loop_fd. */
     atomic_thread_fence(memory_order_seq_cst);
     *timeout_ns = ferry__inbox_nonempty(loop) ? 0 : poll_timeout(loop, -1);
     return 0;

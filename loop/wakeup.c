@@ -13,12 +13,14 @@
  * avoids).
  *
  * Wake-up (algorithms.md §4.2), Dekker's pattern on two flags:
- *   producer: push node; fence(seq_cst); if polling && !xchg(wake_pending)
- *             write(eventfd)
+ *   producer: push node (seq_cst CAS, which stands for the fence); if
+ *             polling && !xchg(wake_pending) write(eventfd); other
+ *             signals (stop): store; fence(seq_cst); the same
  *   loop:     wake_pending = 0; polling = 1; fence(seq_cst); if inbox
  *             non-empty or stopping: don't block; epoll; polling = 0; on
  *             eventfd: read it; drain.
- * With both fences, at least one side sees the other's store: either the
+ * With both StoreLoad orders (the producer's seq_cst push or fence, the
+ * loop's fence), at least one side sees the other's store: either the
  * loop sees the node and does not block, or the producer's loads come after
  * the loop's fence and see polling == 1 and wake_pending == 0 (or a later
  * value, written by a producer that does write), so it writes. wake_pending
@@ -41,6 +43,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/hazard.h"
 #include "loop/internal.h"
 
 int ferry__wakeup_init(ferry_loop *loop)
@@ -63,17 +66,16 @@ void ferry__wakeup_term(ferry_loop *loop)
     loop->efd = -1;
 }
 
-void ferry__wakeup_signal(ferry_loop *loop)
+/* The producer's half of the Dekker pair, after its publication and its
+ * StoreLoad ordering (a fence, or the seq_cst push of ferry__loop_post).
+ * Seq_cst loads: ferry__loop_post's argument needs them. */
+static void wake(ferry_loop *loop)
 {
-    /* StoreLoad: the caller's publication (inbox push, stopping flag) must
-     * be visible before we read polling; pairs with the fence in
-     * ferry__wakeup_prepare_poll. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (!atomic_load_explicit(&loop->polling, memory_order_relaxed))
+    if (!atomic_load_explicit(&loop->polling, memory_order_seq_cst))
         return;
     /* Cheap read first (libuv's trick): most posts during a sleep find a
      * write already in flight and stop here without a locked RMW. */
-    if (atomic_load_explicit(&loop->wake_pending, memory_order_relaxed))
+    if (atomic_load_explicit(&loop->wake_pending, memory_order_seq_cst))
         return;
     if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel))
         return;
@@ -85,6 +87,15 @@ void ferry__wakeup_signal(ferry_loop *loop)
     atomic_fetch_add_explicit(&loop->wakeups_written, 1, memory_order_relaxed);
 }
 
+void ferry__wakeup_signal(ferry_loop *loop)
+{
+    /* StoreLoad: the caller's publication (the stopping flag) must be
+     * visible before we read polling; pairs with the fence in
+     * ferry__wakeup_prepare_poll. */
+    atomic_thread_fence(memory_order_seq_cst);
+    wake(loop);
+}
+
 int ferry__loop_post(ferry_loop *loop, struct ferry__post *p)
 {
     struct ferry__post *head =
@@ -94,11 +105,37 @@ int ferry__loop_post(ferry_loop *loop, struct ferry__post *p)
             return -ESHUTDOWN;
         p->next = head;
         /* Release: the node's contents (written by the caller and p->next)
-         * happen-before the consumer's acquire exchange in drain. */
+         * happen-before the consumer's acquire exchange in drain. Seq_cst
+         * as well: the push is our half of the StoreLoad pair without a
+         * fence (on x86 the locked CMPXCHG is one already; the fence cost
+         * a second locked instruction per post). Why no wake-up is lost:
+         * suppose wake() read polling == 0 (or wake_pending == 1, before
+         * the loop's re-arm) and the loop's fenced look read the inbox
+         * without our node. Both reads are coherence-ordered before the
+         * other side's write, so the order S of seq_cst operations (C11
+         * 7.17.3p9-10; C++20 [atomics.order] p4.2-4.3) puts our seq_cst
+         * load before the loop's fence (the
+         * store it missed precedes that fence) and the fence before our
+         * seq_cst push (the load that missed it follows the fence); but
+         * the push precedes the load in S, sequenced before it: a cycle. */
     } while (!atomic_compare_exchange_weak_explicit(
-        &loop->inbox, &head, p, memory_order_release, memory_order_relaxed));
-    ferry__wakeup_signal(loop);
+        &loop->inbox, &head, p, memory_order_seq_cst, memory_order_relaxed));
+    wake(loop);
     return 0;
+}
+
+int ferry__loop_post_handoff(ferry_loop *loop, struct ferry__post *p)
+{
+    struct ferry__hz *hz = ferry__hz_self();
+    if (hz == NULL)
+        return -ENOMEM;
+    /* Set before the push (its release orders the set before the drain
+     * that may lead to the loop's free, common/hazard.c); cleared after
+     * the wake-up, our last read of the loop. */
+    ferry__hz_set(hz, loop);
+    int rc = ferry__loop_post(loop, p);
+    ferry__hz_clear(hz);
+    return rc;
 }
 
 bool ferry__inbox_nonempty(const ferry_loop *loop)

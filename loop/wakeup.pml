@@ -6,9 +6,15 @@
  *
  * What is modelled
  *   producer i (NPROD of them, NPOST posts each; at most 8 items in all),
- *   ferry__loop_post then ferry__wakeup_signal:
+ *   ferry__loop_post:
  *     push item; fence(seq_cst); load polling; if 1: load wake_pending;
  *     if 0: exchange(wake_pending, 1); if the old value was 0: write(efd)
+ *   ferry__loop_post has no fence of its own since 2026-12-02: its push is
+ *   a seq_cst CAS and its loads are seq_cst, which orders the loads after
+ *   the push as the fence did (the argument is in wakeup.c); a buffered
+ *   push followed by a drain of the buffer is that order, so the model's
+ *   producer is unchanged, and NO_PRODUCER_FENCE is the push made
+ *   release-only with relaxed loads, the variant C11 would let reorder.
  *   loop, one iteration of iterate():
  *     poll_timeout: 0 (callbacks ready; at most BUSY times), finite (a
  *                   timer or another fd; at most TIMERS times) or infinite
@@ -84,7 +90,9 @@
  *   extra write only makes the next poll return at once.
  *
  * Variants (spin -D...)
- *   NO_PRODUCER_FENCE    drop the fence of ferry__wakeup_signal
+ *   NO_PRODUCER_FENCE    drop the producer's StoreLoad order (the fence
+ *                        of ferry__wakeup_signal, the seq_cst push of
+ *                        ferry__loop_post)
  *   NO_LOOP_FENCE        drop the fence of ferry__wakeup_prepare_poll
  *   REARM_ON_READ        re-arm wake_pending when reading the eventfd
  *                        (after clearing polling) instead of in prepare_poll

@@ -307,9 +307,98 @@ static void test_S18_timeout_stops_offload(void **state)
     while (atomic_load(&dtor_calls) == 0)
         ferry_loop_run_once(loop, 10000000);
     assert_true(atomic_load(&saw_cancel));
+    /* fn's late return changed nothing: still timed out, and its result
+     * went to the dtor once (the review of 2026-12-02 found a worker that
+     * wrote its outcome over the timeout's). */
+    assert_int_equal(ferry_future_result(f, NULL), -ETIMEDOUT);
     ferry_future_unref(f);
     assert_int_equal(ferry_pool_free(pool), 0);
     assert_int_equal(ferry_loop_free(loop), 0);
+    assert_int_equal(atomic_load(&dtor_calls), 1);
+}
+
+/* fn fails: the future fails with its error (read through the job, where
+ * the worker left it), on the loop and for a foreign reader alike, and
+ * the result dtor never runs (a failing fn owns no result). */
+static int fail_eio(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return -EIO;
+}
+
+static void test_bridge_offload_error_fails_future(void **state)
+{
+    (void)state;
+    ferry_loop *loop;
+    ferry_pool *pool = new_pool(2);
+    assert_int_equal(ferry_loop_new(&loop, NULL), 0);
+    atomic_store(&dtor_calls, 0);
+    for (int i = 0; i < 100; i++) {
+        ferry_future *f, *g;
+        assert_int_equal(
+            ferry_run_in_executor(loop, pool, fail_eio, NULL, late_dtor, &f),
+            0);
+        assert_int_equal(ferry_loop_run_until_complete(loop, f, NULL), -EIO);
+        assert_int_equal(ferry_future_result(f, NULL), -EIO);
+        assert_false(ferry_future_cancelled(f));
+        ferry_future_unref(f);
+        assert_int_equal(
+            ferry_pool_submit_future(pool, fail_eio, NULL, late_dtor, &g), 0);
+        assert_int_equal(ferry_future_wait(g, -1), 0);
+        assert_int_equal(ferry_future_result(g, NULL), -EIO);
+        ferry_future_unref(g);
+    }
+    assert_int_equal(ferry_pool_free(pool), 0);
+    assert_int_equal(ferry_loop_free(loop), 0);
+    assert_int_equal(atomic_load(&dtor_calls), 0);
+}
+
+/* The owner sets an offload's result while fn runs: that result stays the
+ * future's (and goes to its own dtor at the last unref), and fn's late
+ * result goes to the job's dtor, once. */
+static int s18_x;
+static _Atomic int x_dtor_calls;
+
+static void x_dtor(void *p)
+{
+    if (p == &s18_x)
+        atomic_fetch_add(&x_dtor_calls, 1);
+}
+
+static int gated_malloc(void *arg, void **result)
+{
+    wait_gate(arg);
+    *result = malloc(16);
+    return 0;
+}
+
+static void test_S18_set_result_while_running_keeps_it(void **state)
+{
+    (void)state;
+    ferry_loop *loop;
+    ferry_pool *pool = new_pool(2);
+    assert_int_equal(ferry_loop_new(&loop, NULL), 0);
+    atomic_store(&dtor_calls, 0);
+    atomic_store(&x_dtor_calls, 0);
+    struct gate g = {0};
+    ferry_future *f;
+    assert_int_equal(
+        ferry_run_in_executor(loop, pool, gated_malloc, &g, late_dtor, &f), 0);
+    while (!atomic_load(&g.entered))
+        ferry_loop_run_once(loop, 1000000);
+    assert_int_equal(ferry_future_set_result(f, &s18_x, x_dtor), 0);
+    atomic_store(&g.open, 1);
+    while (atomic_load(&dtor_calls) == 0)
+        ferry_loop_run_once(loop, 10000000);
+    void *v = NULL;
+    assert_int_equal(ferry_future_result(f, &v), 0);
+    assert_ptr_equal(v, &s18_x);
+    ferry_future_unref(f);
+    assert_int_equal(ferry_pool_free(pool), 0);
+    assert_int_equal(ferry_loop_free(loop), 0);
+    assert_int_equal(atomic_load(&dtor_calls), 1);
+    assert_int_equal(atomic_load(&x_dtor_calls), 1);
 }
 
 /* ---- found by fuzz_api (issue 6): completion after the loop closed ---- */
@@ -426,6 +515,8 @@ int main(void)
         cmocka_unit_test(test_S18_cancel_before_start_never_runs),
         cmocka_unit_test(test_S18_cancel_while_running_late_result),
         cmocka_unit_test(test_S18_timeout_stops_offload),
+        cmocka_unit_test(test_S18_set_result_while_running_keeps_it),
+        cmocka_unit_test(test_bridge_offload_error_fails_future),
         cmocka_unit_test(test_bridge_errors),
         cmocka_unit_test(test_bridge_timeout_after_close_no_cycle),
     };

@@ -359,6 +359,55 @@ static void test_future_threadsafe_resolution_after_close(void **state)
     assert_int_equal(atomic_load(&disposed), 1);
 }
 
+/* The loop references of bound futures (loop.c, ferry__loop_ref_future):
+ * on the owner they come from a credit taken 256 at a time, elsewhere from
+ * the atomic count. Whatever thread takes or drops them, refs must equal
+ * the creator's reference + one per live future + the owner's credit, and
+ * the credit must stay bounded and go back at close. */
+enum { CREDIT_FUTS = 700, CREDIT_REMOTE = 300 };
+
+static void *drop_futures(void *arg)
+{
+    ferry_future **f = arg;
+    for (int i = 0; i < CREDIT_REMOTE; i++)
+        ferry_future_unref(f[i]);
+    return NULL;
+}
+
+static uint32_t loop_refs(ferry_loop *loop)
+{
+    return atomic_load(&loop->refs);
+}
+
+static void test_future_loop_ref_credit_balances(void **state)
+{
+    (void)state;
+    static ferry_future *f[CREDIT_FUTS];
+    ferry_loop *loop;
+    assert_int_equal(ferry_loop_new(&loop, NULL), 0);
+    for (int i = 0; i < CREDIT_FUTS; i++) {
+        assert_int_equal(ferry_future_new(loop, &f[i]), 0);
+        assert_int_equal(loop_refs(loop), 1 + (i + 1) + loop->ref_credit);
+    }
+    assert_true(loop->ref_credit < 256);
+    pthread_join(spawn(drop_futures, f), NULL); /* the atomic path */
+    assert_int_equal(loop_refs(loop),
+                     1 + CREDIT_FUTS - CREDIT_REMOTE + loop->ref_credit);
+    for (int i = CREDIT_REMOTE; i < CREDIT_FUTS; i++) { /* the credit */
+        ferry_future_unref(f[i]);
+        assert_true(loop->ref_credit < 512);
+        assert_int_equal(loop_refs(loop),
+                         1 + CREDIT_FUTS - (i + 1) + loop->ref_credit);
+    }
+    assert_int_equal(ferry_future_new(loop, &f[0]), 0); /* outlives close */
+    assert_int_equal(ferry_loop_close(loop), 0);
+    assert_int_equal(loop->ref_credit, 0);
+    assert_int_equal(loop_refs(loop), 2);
+    ferry_future_unref(f[0]); /* closed: the atomic path */
+    assert_int_equal(loop_refs(loop), 1);
+    assert_int_equal(ferry_loop_free(loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_future_free_standing),
         cmocka_unit_test(test_future_outlives_closed_loop),
         cmocka_unit_test(test_future_threadsafe_resolution_after_close),
+        cmocka_unit_test(test_future_loop_ref_credit_balances),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -94,7 +94,10 @@ FERRY_API int ferry_loop_new(ferry_loop **out,
 /**
  * Close the loop if it is not closed yet, then drop the creator's reference.
  * The memory goes when the last reference goes (futures and ferry_loop_ref
- * holders keep it).
+ * holders keep it). The thread that drops the last one first waits for
+ * any pool worker still finishing the wake-up of a completion it posted
+ * to the loop (a few loads and at most one eventfd write; longer only if
+ * that worker is preempted).
  *
  * Returns: 0, -EINVAL (NULL), -EBUSY (running: nothing was done), -EPERM.
  *          A loop inherited across fork may be freed in the child: its fds
@@ -114,7 +117,7 @@ FERRY_API void ferry_loop_ref(ferry_loop *loop);
 /**
  * Drop a reference taken with ferry_loop_ref. Never closes the loop; the
  * last drop frees its memory (the loop must be closed by then, which
- * ferry_loop_free guarantees).
+ * ferry_loop_free guarantees), after the wait ferry_loop_free describes.
  *
  * Thread: any.
  */
