@@ -32,14 +32,14 @@
  *
  * Completion then dispatches the done callbacks on the loop: directly
  * when the completing thread is the loop's owner, else through the loop's
- * inbox (the future's embedded post node, used once). Callbacks are registered
- * and dispatched on the owner thread only. The first one is embedded in the
- * future (cb0) and reaches the ready queue as the future's own node (the post
- * node, free again once the inbox is drained), so an offload with one callback
- * allocates nothing more; further ones are handles on the `cbs` list. `cbs`
- * becoming FERRY__CBS_DISPATCHED (owner-only) decides whether a new
- * registration joins them or goes straight to the ready queue, so registration
- * order holds even when completion raced registration.
+ * inbox (the future's embedded post node, used once). Callbacks are
+ * registered (future_cb.c) and dispatched on the owner thread only. The first
+ * one is embedded in the future (cb0) and reaches the ready queue as the
+ * future's own node (the post node, free again once the inbox is drained), so
+ * an offload with one callback allocates nothing more; further ones are handles
+ * on the `cbs` list. `cbs` becoming FERRY__CBS_DISPATCHED (owner-only) decides
+ * whether a new registration joins them or goes straight to the ready queue, so
+ * registration order holds even when completion raced registration.
  *
  * References: the resolver must hold one for the duration of its call (the
  * ec bump happens after the state RMW, when a waiter may already have
@@ -99,7 +99,7 @@ FERRY_API void ferry_future_ref(ferry_future *fut)
         atomic_fetch_add_explicit(&fut->refs, 1, memory_order_relaxed);
 }
 
-static void drop_cb0(ferry_future *f)
+void ferry__future_drop_cb0(ferry_future *f)
 {
     ferry_free_fn *dispose = f->cb0.dispose;
     f->cb0.fn = NULL;
@@ -114,7 +114,7 @@ static void drop_callbacks(ferry_future *f)
     f->cbs = FERRY__CBS_DISPATCHED;
     if (h == FERRY__CBS_DISPATCHED)
         return;
-    drop_cb0(f);
+    ferry__future_drop_cb0(f);
     while (h != NULL) {
         struct ferry_handle *next = h->next;
         ferry__handle_drop(h);
@@ -183,7 +183,7 @@ static ferry__anyfn *cb0_run(struct ferry__rnode *n)
 static void cb0_drop(struct ferry__rnode *n)
 {
     ferry_future *f = ferry__container_of(n, ferry_future, rnode);
-    drop_cb0(f);
+    ferry__future_drop_cb0(f);
     ferry_future_unref(f);
 }
 
@@ -497,93 +497,6 @@ FERRY_API int ferry_future_result(const ferry_future *fut, void **value)
     default:
         return -EAGAIN;
     }
-}
-
-static int check_callbacks(ferry_future *f)
-{
-    if (f == NULL || f->loop == NULL)
-        return -EINVAL;
-    int rc = ferry__loop_check(f->loop);
-    if (rc < 0)
-        return rc;
-    return 0;
-}
-
-/* A callback that does not fit cb0: a handle, queued behind cb0 and the
- * others, or straight to the ready queue once they were dispatched. */
-static int add_handle(ferry_future *fut, ferry_future_cb *cb, void *arg,
-                      ferry_free_fn *dispose)
-{
-    struct ferry_handle *h =
-        ferry__handle_new(fut->loop, HANDLE_DONE, NULL, arg, dispose);
-    if (h == NULL)
-        return -ENOMEM;
-    h->fn.fcb = cb;
-    h->state = HANDLE_SCHEDULED;
-    if (fut->cbs == FERRY__CBS_DISPATCHED) { /* done: still never inline */
-        ferry_future_ref(fut);
-        h->fut = fut;
-        ferry__ready_push(fut->loop, h);
-        ferry__handle_put(h);
-        return 0;
-    }
-    struct ferry_handle **link = &fut->cbs; /* after cb0 and the others */
-    while (*link != NULL)
-        link = &(*link)->next;
-    *link = h;
-    return 0;
-}
-
-FERRY_API int ferry_future_add_done_callback(ferry_future *fut,
-                                             ferry_future_cb *cb, void *arg,
-                                             ferry_free_fn *dispose)
-{
-    if (cb == NULL)
-        return -EINVAL;
-    int rc = check_callbacks(fut);
-    if (rc < 0)
-        return rc;
-    if (atomic_load_explicit(&fut->loop->closed, memory_order_relaxed))
-        return -ESHUTDOWN;
-    if (fut->cbs != NULL || fut->cb0.fn != NULL)
-        return add_handle(fut, cb, arg, dispose);
-    fut->cb0.fn = cb; /* the common case: no handle */
-    fut->cb0.arg = arg;
-    fut->cb0.dispose = dispose;
-    return 0;
-}
-
-FERRY_API int ferry_future_remove_done_callback(ferry_future *fut,
-                                                ferry_future_cb *cb, void *arg)
-{
-    int rc = check_callbacks(fut);
-    if (rc < 0)
-        return rc;
-    if (fut->cbs == FERRY__CBS_DISPATCHED)
-        return 0; /* scheduled already: asyncio removes nothing either */
-    int removed = 0;
-    if (fut->cb0.fn == cb && fut->cb0.arg == arg) {
-        drop_cb0(fut);
-        removed++;
-    }
-    struct ferry_handle **link = &fut->cbs;
-    while (*link != NULL) {
-        struct ferry_handle *h = *link;
-        if (h->fn.fcb == cb && h->arg == arg) {
-            *link = h->next;
-            ferry__handle_drop(h);
-            ferry__handle_put(h);
-            removed++;
-            continue;
-        }
-        link = &h->next;
-    }
-    return removed;
-}
-
-void ferry__future_run_done(struct ferry_handle *h)
-{
-    h->fn.fcb(h->fut, h->arg);
 }
 
 FERRY_API int ferry_future_wait(ferry_future *fut, int64_t timeout_ns)

@@ -331,6 +331,8 @@ void ferry__future_init(ferry_future *f, ferry_loop *loop,
                         const struct ferry__future_ops *ops);
 /* Register n; returns false (n not registered) if f already completed. */
 bool ferry__future_notify(ferry_future *f, struct ferry__notify *n);
+/* Forget cb0 and dispose its argument (owner thread; future_cb.c). */
+void ferry__future_drop_cb0(ferry_future *f);
 bool ferry__future_try_start(ferry_future *f);
 /* Resolve from any thread (err < 0: failed). Returns 0, or -EALREADY with
  * value left to the caller. */
