@@ -301,17 +301,20 @@ static void post_completion(ferry_future *f, bool handoff)
 {
     ferry_loop *loop = f->loop;
     f->post.ops = &future_post;
-    int rc = handoff ? ferry__loop_post_handoff(loop, &f->post) : -ENOMEM;
-    if (rc == -ENOMEM) {     /* no handoff, or no hazard record for it */
-        ferry_future_ref(f); /* the post's own, held across the push */
-        rc = ferry__loop_post(loop, &f->post);
-        if (rc < 0)
-            ferry_future_unref(f);
-        if (handoff)
-            ferry_future_unref(f);
-        return;
+    if (handoff) {
+        int rc = ferry__loop_post_handoff(loop, &f->post);
+        if (rc == 0)
+            return; /* the post owns our reference now */
+        if (rc == -ESHUTDOWN) {
+            ferry_future_unref(f); /* closed: destroy disposes callbacks */
+            return;
+        }
+        /* -ENOMEM, no hazard record: keep ours across a plain post */
     }
-    if (rc < 0) /* closed: destroy disposes the callbacks */
+    ferry_future_ref(f); /* the post's own */
+    if (ferry__loop_post(loop, &f->post) < 0)
+        ferry_future_unref(f); /* closed: destroy disposes callbacks */
+    if (handoff)
         ferry_future_unref(f);
 }
 

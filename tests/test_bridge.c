@@ -317,8 +317,8 @@ static void test_S18_timeout_stops_offload(void **state)
     assert_int_equal(atomic_load(&dtor_calls), 1);
 }
 
-/* fn fails: the future fails with its error (read through the job, where
- * the worker left it), on the loop and for a foreign reader alike, and
+/* fn fails: the future fails with its error (published by the worker's
+ * handoff CAS), on the loop and for a foreign reader alike, and
  * the result dtor never runs (a failing fn owns no result). */
 static int fail_eio(void *arg, void **result)
 {
