@@ -4,7 +4,13 @@
  * of posts costs no syscall while the loop is awake and one eventfd write
  * per sleep (S17), and ferry_loop_stats read from another thread while
  * the owner runs sees no counter go backwards (found by the fuzzer).
+ * A busy loop with no fd watched skips its zero-timeout poll; the wake-up
+ * protocol survives an eventfd left readable by it, and a watched fd is
+ * still polled on every busy iteration.
  */
+#include <poll.h>
+#include <unistd.h>
+
 #include "loop_fixture.h"
 
 /* ---- S2: thread-safe wake-up, on the loop thread, in post order ---- */
@@ -125,6 +131,90 @@ static void test_S17_one_write_per_sleep(void **state)
     assert_int_equal(st.wakeups_written, 1);
 }
 
+/* ---- the skipped zero-timeout poll ---- */
+
+static bool efd_readable(const ferry_loop *loop)
+{
+    struct pollfd p = {.fd = loop->efd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+struct spinner {
+    ferry_loop *loop;
+    int left; /* iterations to stay busy */
+    int ran;
+};
+
+static void spin_again(void *arg)
+{
+    struct spinner *s = arg;
+    s->ran++;
+    if (--s->left > 0)
+        assert_int_equal(ferry_call_soon(s->loop, spin_again, s, NULL, NULL),
+                         0);
+}
+
+/* A producer may write the eventfd after the loop announced a sleep that
+ * it then skipped (the inbox was not empty): the write is left behind.
+ * Simulated with a direct write. Busy iterations leave it alone (the
+ * poll is skipped), the next sleep eats it as one spare wake-up, and a
+ * later post still wakes the loop from a real sleep. */
+static void test_S17_busy_loop_skips_poll_and_still_wakes(void **state)
+{
+    struct fx *fx = *state;
+    uint64_t one = 1;
+    assert_int_equal(write(fx->loop->efd, &one, sizeof one), sizeof one);
+    struct spinner s = {.loop = fx->loop, .left = 50};
+    assert_int_equal(ferry_call_soon(fx->loop, spin_again, &s, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    assert_int_equal(s.ran, 10);
+    assert_true(efd_readable(fx->loop)); /* no poll while busy */
+    while (s.left > 0)
+        assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    /* Idle: this sleep returns at once, through the stale wake-up. */
+    assert_int_equal(ferry_loop_run_once(fx->loop, -1), 0);
+    assert_false(efd_readable(fx->loop));
+    /* And a real sleep is still woken by a post (S2's path). */
+    for (int i = 0; i < 20; i++)
+        rec(fx, i);
+    struct poster p = {.loop = fx->loop, .log = &fx->log, .n = 20};
+    pthread_t t = spawn(post_when_sleeping, &p);
+    assert_int_equal(ferry_loop_run_forever(fx->loop), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(fx->log.n, 20);
+}
+
+static void on_readable(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* With an fd watched, a loop whose ready queue never empties still polls
+ * (with a zero timeout) on every iteration: I/O is not starved. */
+static void test_S17_watched_fd_polled_while_busy(void **state)
+{
+    struct fx *fx = *state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    int seen = 0;
+    assert_int_equal(
+        ferry_add_reader(fx->loop, fds[0], on_readable, &seen, NULL), 0);
+    struct spinner s = {.loop = fx->loop, .left = 1000};
+    assert_int_equal(ferry_call_soon(fx->loop, spin_again, &s, NULL, NULL), 0);
+    assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    assert_int_equal(seen, 0);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    assert_int_equal(seen, 1); /* the very next busy iteration */
+    assert_true(s.left > 0);
+    assert_int_equal(ferry_remove_reader(fx->loop, fds[0]), 1);
+    while (s.left > 0)
+        assert_int_equal(ferry_loop_run_once(fx->loop, 0), 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* ---- found with the fuzzer's helper thread (issue 6) ---- */
 
 struct stats_reader {
@@ -186,6 +276,8 @@ int main(void)
         T(test_S2_threadsafe_wakes_sleeping_loop_in_order),
         T(test_S17_no_syscall_while_awake),
         T(test_S17_one_write_per_sleep),
+        T(test_S17_busy_loop_skips_poll_and_still_wakes),
+        T(test_S17_watched_fd_polled_while_busy),
         cmocka_unit_test(test_loop_stats_from_another_thread),
 #undef T
     };
