@@ -180,10 +180,12 @@ void *ferry__cache_get(enum ferry__cache_class c)
     }
     l->head = b->next;
     l->n--;
-    /* The next block was most likely freed on another CPU: start pulling
-     * its line now rather than on the next call. */
+    /* The next block was most likely last written on another CPU (a
+     * worker completed the job in it): start pulling its lines now, for
+     * writing, rather than on the next call, which writes all of them. */
     if (l->head != NULL)
-        __builtin_prefetch(l->head, 1);
+        for (size_t off = 0; off < class_size[c]; off += 64)
+            ferry__prefetch_w((const char *)l->head + off);
     return b;
 }
 
