@@ -76,7 +76,6 @@ void ferry__defer_flush(void)
         forget(c); /* the parent's tasks and pool: not ours to touch */
         return;
     }
-    struct ferry__task *t = c->first;
     ferry__defer_refused_fn *refused = c->refused;
     bool edge = false;
     /* An accepted push is followed by a wake-up, which reaches the pool's
@@ -87,8 +86,14 @@ void ferry__defer_flush(void)
      * closing the queue under the same lock (acquire), so a push that got
      * in is always seen; one that did not wakes nobody. */
     atomic_fetch_add_explicit(&pool->flushing, 1, memory_order_relaxed);
-    int rc = ferry__inject_push_chain(&pool->inject, c->first, c->last, c->n,
-                                      false, &edge);
+    /* The queue takes an array (its ring, inject.c). The chain's links
+     * are on our own core's lines, so this walk is cheap; the chain itself
+     * keeps the thread-local part small (common/base.h's TLS budget). */
+    struct ferry__task *ts[FERRY__DEFER_MAX], *t = c->first;
+    for (uint64_t i = 0; i < c->n; i++, t = t->next)
+        ts[i] = t;
+    t = c->first;
+    int rc = ferry__inject_push_batch(&pool->inject, ts, c->n, false, &edge);
     forget(c);
     if (rc == 0 && edge)
         ferry__notify(pool);

@@ -3,38 +3,65 @@
  * outside the pool wait for a worker.
  *
  * A futex lock (struct ferry__lock, common/lock.c: one inlined atomic RMW
- * to lock and one to unlock when uncontended; every section under it is a
- * few stores long) and an intrusive singly linked FIFO through
- * ferry__task.next (tokio's Inject is the same shape, algorithms.md §2.2).
- * Producers append one task under the lock; workers take a batch per lock
- * and move it to their own deque, so the lock is taken far less often than
- * once per task. A `nonempty` flag, written under the lock on the edges
- * only and on a line of its own, lets workers and wake decisions peek
- * without locking and without disturbing a submitter's lock line.
+ * to lock and one to unlock when uncontended; every section under it is
+ * short) over two FIFOs in a row: a ring of task pointers, then an
+ * overflow list linked through ferry__task.next (tokio's Inject is the
+ * list alone, algorithms.md §2.2). Producers append a batch per lock (one
+ * task, or a loop pass's deferred offloads, defer.c); workers take a batch
+ * per lock and move it to their own deque, so the lock is taken far less
+ * often than once per task.
+ *
+ * Why a ring first: a worker that cut a batch off a linked list had to
+ * walk it, and every link was a cache miss that could start only when the
+ * previous one ended (the producer wrote the links on its core): 28% of
+ * the workers' time on the offload throughput bench, in a walk. Pointers
+ * in a ring are read eight to a line and the tasks they name can be
+ * fetched all at once (the worker prefetches them, worker.c).
+ *
+ * Order: every task in the ring is older than every task on the list,
+ * because a push goes to the list whenever the list is not empty or the
+ * batch does not fit the ring, and a pop takes from the list only once
+ * the ring is empty. A pop that takes from the list walks its batch under
+ * the lock: the list is the overflow path only (more than
+ * FERRY__INJECT_RING tasks queued), and a walk done outside it would hide
+ * the rest of the queue meanwhile. Once used, the list takes every push
+ * until it drains: under a backlog that never drains, the queue works as
+ * the plain list it used to be, with that walk under the lock.
  *
  * Wake-ups happen on the edge only (STYLE.md point 11): a push onto a
  * non-empty queue needs no notify. The task that made the queue non-empty
  * was notified for; whoever pops it takes ours under the same lock, either
  * in the same batch or leaving a remainder, and a pop that leaves tasks
- * behind notifies for them (the split in ferry__inject_pop); a pop that
- * empties the queue makes the next push an edge again.
+ * behind notifies for them (*split); a pop that empties the queue makes
+ * the next push an edge again. A `nonempty` flag, written under the lock
+ * on the edges only and on a line of its own, lets workers and wake
+ * decisions peek without locking and without disturbing a submitter's
+ * lock line.
  *
  * The queue also carries the pool's "closed" level, checked under the same
  * lock as the push: a submit racing ferry_pool_shutdown either lands before
  * the close (and is then drained or dropped by the shutdown) or is refused.
  *
- * Thread: any. Invariants: len == number of tasks on the list; nonempty ==
- * (len != 0) whenever the lock is free.
+ * Thread: any. Invariants (lock free): len == rlen + the tasks on the
+ * list; nonempty == (len != 0); the ring's free slots hold NULL.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "executor/internal.h"
+
+enum { RING_MASK = FERRY__INJECT_RING - 1 };
+_Static_assert((FERRY__INJECT_RING & RING_MASK) == 0,
+               "the ring's size is a power of two");
 
 int ferry__inject_init(struct ferry__inject *q)
 {
     ferry__lock_init(&q->lock);
     q->head = NULL;
     q->tail = NULL;
+    q->rhead = 0;
+    q->rlen = 0;
+    memset(q->ring, 0, sizeof q->ring);
     q->len = 0;
     q->submitted = 0;
     q->closed = 0;
@@ -47,7 +74,7 @@ void ferry__inject_term(struct ferry__inject *q)
     (void)q; /* the lock holds no resource */
 }
 
-/* Lock held. Relaxed stores: the lock orders the list itself; wake
+/* Lock held. Relaxed stores: the lock orders the queue itself; wake
  * decisions read the flag after their own seq_cst fence (park.c), which is
  * what orders it against a parking worker's re-check. */
 static void set_nonempty_locked(struct ferry__inject *q, uint32_t v)
@@ -55,23 +82,22 @@ static void set_nonempty_locked(struct ferry__inject *q, uint32_t v)
     atomic_store_explicit(&q->nonempty, v, memory_order_relaxed);
 }
 
-static void append_locked(struct ferry__inject *q, struct ferry__task *first,
-                          struct ferry__task *last, uint64_t n)
+static void list_append_locked(struct ferry__inject *q,
+                               struct ferry__task *const *ts, uint64_t n)
 {
-    last->next = NULL;
-    if (q->tail != NULL)
-        q->tail->next = first;
-    else
-        q->head = first;
-    q->tail = last;
-    if (q->len == 0)
-        set_nonempty_locked(q, 1);
-    q->len += n;
+    for (uint64_t i = 0; i < n; i++) {
+        ts[i]->next = NULL;
+        if (q->tail != NULL)
+            q->tail->next = ts[i];
+        else
+            q->head = ts[i];
+        q->tail = ts[i];
+    }
 }
 
-int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
-                             struct ferry__task *last, uint64_t n, bool nested,
-                             bool *was_empty)
+int ferry__inject_push_batch(struct ferry__inject *q,
+                             struct ferry__task *const *ts, uint64_t n,
+                             bool nested, bool *was_empty)
 {
     ferry__lock(&q->lock);
     if (q->closed > (nested ? 1 : 0)) {
@@ -79,7 +105,16 @@ int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
         return -ESHUTDOWN;
     }
     *was_empty = q->len == 0;
-    append_locked(q, first, last, n);
+    if (q->head == NULL && n <= (uint64_t)(FERRY__INJECT_RING - q->rlen)) {
+        for (uint64_t i = 0; i < n; i++)
+            q->ring[(q->rhead + q->rlen + i) & RING_MASK] = ts[i];
+        q->rlen += (uint32_t)n;
+    } else {
+        list_append_locked(q, ts, n);
+    }
+    if (q->len == 0 && n != 0)
+        set_nonempty_locked(q, 1);
+    q->len += n;
     q->submitted += n;
     ferry__unlock(&q->lock);
     return 0;
@@ -88,65 +123,77 @@ int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested, bool *was_empty)
 {
-    return ferry__inject_push_chain(q, t, t, 1, nested, was_empty);
+    return ferry__inject_push_batch(q, &t, 1, nested, was_empty);
 }
 
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
 {
     /* A task that was already accepted (a deque that could not grow):
-     * the closed level does not apply, and it goes to the front. */
+     * the closed level does not apply, and it goes to the front, which is
+     * the ring's front. A full ring first hands its newest task to the
+     * list's front, which keeps ring-before-list order. */
     ferry__lock(&q->lock);
-    t->next = q->head;
-    q->head = t;
-    if (q->tail == NULL)
-        q->tail = t;
+    if (q->rlen == FERRY__INJECT_RING) {
+        struct ferry__task *last =
+            q->ring[(q->rhead + q->rlen - 1) & RING_MASK];
+        q->rlen--;
+        last->next = q->head;
+        q->head = last;
+        if (q->tail == NULL)
+            q->tail = last;
+    }
+    q->rhead = (q->rhead - 1) & RING_MASK;
+    q->ring[q->rhead] = t;
+    q->rlen++;
     if (q->len++ == 0)
         set_nonempty_locked(q, 1);
     ferry__unlock(&q->lock);
 }
 
-struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
-                                      uint64_t max, bool *split)
+/* Take up to n tasks off the list into out; lock held. Returns how many. */
+static uint64_t pop_list_locked(struct ferry__inject *q, uint64_t n,
+                                struct ferry__task **out)
+{
+    struct ferry__task *t = q->head;
+    uint64_t k = 0;
+    for (; k < n && t != NULL; k++) {
+        out[k] = t;
+        t = t->next;
+    }
+    q->head = t;
+    if (t == NULL)
+        q->tail = NULL;
+    return k;
+}
+
+uint64_t ferry__inject_pop_batch(struct ferry__inject *q, uint64_t share,
+                                 uint64_t max, struct ferry__task **out,
+                                 bool *split)
 {
     *split = false;
     if (!ferry__inject_nonempty(q))
-        return NULL;
-    /* Detach the whole list in O(1). Cutting a batch off a linked list
-     * means walking it, one cache miss per task (the submitter wrote each
-     * link), and doing that under the lock made submitters spin on it. */
+        return 0;
     ferry__lock(&q->lock);
-    struct ferry__task *head = q->head;
-    struct ferry__task *tail = q->tail;
-    uint64_t len = q->len;
-    q->head = NULL;
-    q->tail = NULL;
-    q->len = 0;
-    if (len != 0)
-        set_nonempty_locked(q, 0);
-    ferry__unlock(&q->lock);
-    uint64_t n = len / share + 1;
+    uint64_t n = q->len / share + 1;
     if (n > max)
         n = max;
-    if (len <= n)
-        return head;
-    struct ferry__task *last = head;
-    for (uint64_t i = 1; i < n; i++)
-        last = last->next;
-    struct ferry__task *rest = last->next;
-    last->next = NULL;
-    /* Put the rest back in front of what was pushed meanwhile: FIFO order
-     * is kept. It was invisible in between, so the caller must notify. */
-    ferry__lock(&q->lock);
-    tail->next = q->head;
-    if (q->head == NULL)
-        q->tail = tail;
-    q->head = rest;
-    if (q->len == 0)
-        set_nonempty_locked(q, 1);
-    q->len += len - n;
+    uint64_t k = n < q->rlen ? n : q->rlen;
+    for (uint64_t i = 0; i < k; i++) {
+        uint32_t slot = (q->rhead + (uint32_t)i) & RING_MASK;
+        out[i] = q->ring[slot];
+        q->ring[slot] = NULL; /* no stale pointer for a leak checker */
+    }
+    q->rhead = (q->rhead + (uint32_t)k) & RING_MASK;
+    q->rlen -= (uint32_t)k;
+    if (k < n && q->rlen == 0) /* the ring is empty: the list's turn */
+        k += pop_list_locked(q, n - k, out + k);
+    q->len -= k;
+    if (k != 0 && q->len == 0)
+        set_nonempty_locked(q, 0);
+    /* Tasks left behind that nobody was woken for: the caller notifies. */
+    *split = k != 0 && q->len != 0;
     ferry__unlock(&q->lock);
-    *split = true;
-    return head;
+    return k;
 }
 
 uint64_t ferry__inject_len(struct ferry__inject *q)
@@ -173,6 +220,9 @@ void ferry__inject_reset(struct ferry__inject *q)
     ferry__lock_init(&q->lock);
     q->head = NULL;
     q->tail = NULL;
+    q->rhead = 0;
+    q->rlen = 0;
+    memset(q->ring, 0, sizeof q->ring);
     q->len = 0;
     atomic_store_explicit(&q->nonempty, 0, memory_order_relaxed);
 }

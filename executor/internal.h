@@ -189,18 +189,25 @@ struct ferry__worker {
 
 /* ---- the injection queue (inject.c) ---- */
 
+/* Slots of the injection queue's ring: a loop's window of 1024 offloads
+ * fits, with room for outside submitters; beyond it, the list. */
+enum { FERRY__INJECT_RING = 4096 };
+
 struct ferry__inject {
     struct ferry__lock lock;
-    struct ferry__task *head; /* lock */
+    struct ferry__task *head; /* lock: the overflow list, after the ring */
     struct ferry__task *tail; /* lock */
-    uint64_t len;             /* lock */
+    uint32_t rhead;           /* lock: the ring's oldest slot */
+    uint32_t rlen;            /* lock: tasks in the ring */
+    uint64_t len;             /* lock: tasks queued, ring and list */
     uint64_t submitted;       /* lock: tasks pushed (stats) */
     int closed;               /* lock: 0 open, 1 workers only, 2 closed */
-    /* 1 while the list is non-empty: written under the lock on the empty
+    /* 1 while the queue is non-empty: written under the lock on the empty
      * <-> non-empty edges only, read without it by searchers and wake
      * decisions. Its own line, so their polling does not pull the lock's
      * line away from a submitter in the middle of a burst. */
     alignas(FERRY__CACHELINE) _Atomic uint32_t nonempty;
+    alignas(FERRY__CACHELINE) struct ferry__task *ring[FERRY__INJECT_RING];
 };
 
 int ferry__inject_init(struct ferry__inject *q);
@@ -210,18 +217,19 @@ void ferry__inject_term(struct ferry__inject *q);
  * queue non-empty, so the caller must notify (only then). */
 int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
                        bool nested, bool *was_empty);
-/* As ferry__inject_push for first..last (n tasks linked through next),
- * all or nothing, in one lock (defer.c's batches). */
-int ferry__inject_push_chain(struct ferry__inject *q, struct ferry__task *first,
-                             struct ferry__task *last, uint64_t n, bool nested,
-                             bool *was_empty);
+/* As ferry__inject_push for the n tasks of ts, in order, all or nothing,
+ * in one lock (defer.c's batches). */
+int ferry__inject_push_batch(struct ferry__inject *q,
+                             struct ferry__task *const *ts, uint64_t n,
+                             bool nested, bool *was_empty);
 /* Put back a task already accepted, whatever the closed level. */
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
-/* Pop len / share + 1 tasks, at most max, as a NULL-terminated chain; NULL
- * when empty. When *split is set, the tasks left behind were briefly
- * invisible to ferry__work_visible: the caller must ferry__notify. */
-struct ferry__task *ferry__inject_pop(struct ferry__inject *q, uint64_t share,
-                                      uint64_t max, bool *split);
+/* Pop len / share + 1 tasks, at most max, oldest first, into out[];
+ * returns how many (0: empty). When *split is set, tasks were left
+ * behind, with nobody woken for them: the caller must ferry__notify. */
+uint64_t ferry__inject_pop_batch(struct ferry__inject *q, uint64_t share,
+                                 uint64_t max, struct ferry__task **out,
+                                 bool *split);
 /* Whether tasks are queued (no lock). */
 static inline bool ferry__inject_nonempty(struct ferry__inject *q)
 {

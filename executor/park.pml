@@ -694,7 +694,10 @@ after_nest:
     goto main;
 
 pop_inject:
-    /* pop_inject / ferry__inject_pop */
+    /* pop_inject / ferry__inject_pop_batch. The code now pops in one lock
+     * section (ring first, then a walk of the list, no put-back); the two
+     * sections below, with a window between them, over-approximate it:
+     * with nothing run in the window they are that one section. */
     atomic { fwd_ne(w, x); got = (x != 0); x = 0 };
     if
     :: !got -> goto pop_ret

@@ -117,14 +117,12 @@ static void join_workers(ferry_pool *pool)
 /* Drop every queued task on the calling thread. */
 static void drop_queued(ferry_pool *pool)
 {
-    struct ferry__task *t;
+    struct ferry__task *batch[64], *t;
     bool split;
-    while ((t = ferry__inject_pop(&pool->inject, 1, UINT64_MAX, &split))) {
-        for (struct ferry__task *next; t != NULL; t = next) {
-            next = t->next;
-            ferry__drop_task(pool, NULL, t);
-        }
-    }
+    uint64_t got;
+    while ((got = ferry__inject_pop_batch(&pool->inject, 1, 64, batch, &split)))
+        for (uint64_t i = 0; i < got; i++)
+            ferry__drop_task(pool, NULL, batch[i]);
     unsigned n = ferry__nslots(pool);
     for (unsigned i = 0; i < n; i++) {
         struct ferry__worker *w = ferry__slot(pool, i);
