@@ -298,13 +298,12 @@ struct ferry__notify {
  * owner thread.
  */
 struct ferry_future {
-    _Atomic uint32_t state;
+    /* First line (64 bytes from a 64-aligned block): what only the loop
+     * side touches on an offload's way there and back. The worker that
+     * completes a job (bridge/) writes the second line only. */
     _Atomic uint32_t refs;
     struct ck_ec32 ec; /* bumped once at completion; foreign waiters */
-    int err;
-    void *result;
     ferry_free_fn *dtor;
-    ferry_loop *loop; /* bound loop (holds a reference), or NULL */
     /* The first done callback, embedded (fn == NULL: none); it reaches
      * the ready queue as the future's own rnode. */
     struct {
@@ -316,14 +315,19 @@ struct ferry_future {
      * handles; FERRY__CBS_DISPATCHED once the callbacks went to the ready
      * queue (later ones then go there directly). */
     struct ferry_handle *cbs;
-    union {
-        struct ferry__post post;   /* completion notice from another thread */
-        struct ferry__rnode rnode; /* then cb0 in the ready queue */
-    };
     const struct ferry__future_ops *ops; /* NULL: plain heap future */
     /* Notifiers run by the completing thread (wrap uses one); a Treiber
      * list closed by FERRY__NOTIFY_CLOSED at completion. */
     _Atomic(struct ferry__notify *) notify;
+    /* Second line: what the completing thread writes or reads. */
+    _Atomic uint32_t state;
+    int err;
+    void *result;
+    ferry_loop *loop; /* bound loop (holds a reference), or NULL */
+    union {
+        struct ferry__post post;   /* completion notice from another thread */
+        struct ferry__rnode rnode; /* then cb0 in the ready queue */
+    };
 };
 
 /* future.c: for code that embeds a future */
