@@ -4,12 +4,13 @@
  *
  * A futex lock (struct ferry__lock, common/lock.c: one inlined atomic RMW
  * to lock and one to unlock when uncontended; every section under it is
- * short) over two FIFOs in a row: a ring of task pointers, then an
- * overflow list linked through ferry__task.next (tokio's Inject is the
- * list alone, algorithms.md §2.2). Producers append a batch per lock (one
- * task, or a loop pass's deferred offloads, defer.c); workers take a batch
- * per lock and move it to their own deque, so the lock is taken far less
- * often than once per task.
+ * short) over a ring of task pointers and two overflow lists linked
+ * through ferry__task.next, one older than the ring's tasks ("front") and
+ * one newer ("back"); tokio's Inject is a list alone (algorithms.md
+ * §2.2). Producers append a batch per lock (one task, or a loop pass's
+ * deferred offloads, defer.c); workers take a batch per lock and move it
+ * to their own deque, so the lock is taken far less often than once per
+ * task.
  *
  * Why a ring first: a worker that cut a batch off a linked list had to
  * walk it, and every link was a cache miss that could start only when the
@@ -18,15 +19,15 @@
  * in a ring are read eight to a line and the tasks they name can be
  * fetched all at once (the worker prefetches them, worker.c).
  *
- * Order: every task in the ring is older than every task on the list,
- * because a push goes to the list whenever the list is not empty or the
- * batch does not fit the ring, and a pop takes from the list only once
- * the ring is empty. A pop that takes from the list walks its batch under
- * the lock: the list is the overflow path only (more than
- * FERRY__INJECT_RING tasks queued), and a walk done outside it would hide
- * the rest of the queue meanwhile. Once used, the list takes every push
- * until it drains: under a backlog that never drains, the queue works as
- * the plain list it used to be, with that walk under the lock.
+ * Order: front, then ring, then back, each oldest first. A push goes to
+ * the ring if the back list is empty and the batch fits, else to the
+ * back list; a pop takes from the front, then the ring, and once both are
+ * empty the back list becomes the front (a swap of pointers), so pushes
+ * use the ring again while the overflow drains. Only overflowed tasks
+ * (more than FERRY__INJECT_RING queued) are ever walked, under the lock,
+ * a batch at a time: a walk done outside it would hide the rest of the
+ * queue meanwhile. A requeued task goes first: on the front list, or the
+ * ring's front when the front list is empty and the ring has room.
  *
  * Wake-ups happen on the edge only (STYLE.md point 11): a push onto a
  * non-empty queue needs no notify. The task that made the queue non-empty
@@ -42,8 +43,8 @@
  * lock as the push: a submit racing ferry_pool_shutdown either lands before
  * the close (and is then drained or dropped by the shutdown) or is refused.
  *
- * Thread: any. Invariants (lock free): len == rlen + the tasks on the
- * list; nonempty == (len != 0); the ring's free slots hold NULL.
+ * Thread: any. Invariants (lock free): len == rlen + the tasks on both
+ * lists; nonempty == (len != 0); the ring's free slots hold NULL.
  */
 #include <errno.h>
 #include <string.h>
@@ -59,6 +60,8 @@ int ferry__inject_init(struct ferry__inject *q)
     ferry__lock_init(&q->lock);
     q->head = NULL;
     q->tail = NULL;
+    q->bhead = NULL;
+    q->btail = NULL;
     q->rhead = 0;
     q->rlen = 0;
     memset(q->ring, 0, sizeof q->ring);
@@ -82,16 +85,16 @@ static void set_nonempty_locked(struct ferry__inject *q, uint32_t v)
     atomic_store_explicit(&q->nonempty, v, memory_order_relaxed);
 }
 
-static void list_append_locked(struct ferry__inject *q,
+static void back_append_locked(struct ferry__inject *q,
                                struct ferry__task *const *ts, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) {
         ts[i]->next = NULL;
-        if (q->tail != NULL)
-            q->tail->next = ts[i];
+        if (q->btail != NULL)
+            q->btail->next = ts[i];
         else
-            q->head = ts[i];
-        q->tail = ts[i];
+            q->bhead = ts[i];
+        q->btail = ts[i];
     }
 }
 
@@ -105,12 +108,12 @@ int ferry__inject_push_batch(struct ferry__inject *q,
         return -ESHUTDOWN;
     }
     *was_empty = q->len == 0;
-    if (q->head == NULL && n <= (uint64_t)(FERRY__INJECT_RING - q->rlen)) {
+    if (q->bhead == NULL && n <= (uint64_t)(FERRY__INJECT_RING - q->rlen)) {
         for (uint64_t i = 0; i < n; i++)
             q->ring[(q->rhead + q->rlen + i) & RING_MASK] = ts[i];
         q->rlen += (uint32_t)n;
     } else {
-        list_append_locked(q, ts, n);
+        back_append_locked(q, ts, n);
     }
     if (q->len == 0 && n != 0)
         set_nonempty_locked(q, 1);
@@ -129,30 +132,27 @@ int ferry__inject_push(struct ferry__inject *q, struct ferry__task *t,
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t)
 {
     /* A task that was already accepted (a deque that could not grow):
-     * the closed level does not apply, and it goes to the front, which is
-     * the ring's front. A full ring first hands its newest task to the
-     * list's front, which keeps ring-before-list order. */
+     * the closed level does not apply, and it goes first. */
     ferry__lock(&q->lock);
-    if (q->rlen == FERRY__INJECT_RING) {
-        struct ferry__task *last =
-            q->ring[(q->rhead + q->rlen - 1) & RING_MASK];
-        q->rlen--;
-        last->next = q->head;
-        q->head = last;
+    if (q->head != NULL || q->rlen == FERRY__INJECT_RING) {
+        t->next = q->head;
+        q->head = t;
         if (q->tail == NULL)
-            q->tail = last;
+            q->tail = t;
+    } else {
+        q->rhead = (q->rhead - 1) & RING_MASK;
+        q->ring[q->rhead] = t;
+        q->rlen++;
     }
-    q->rhead = (q->rhead - 1) & RING_MASK;
-    q->ring[q->rhead] = t;
-    q->rlen++;
     if (q->len++ == 0)
         set_nonempty_locked(q, 1);
     ferry__unlock(&q->lock);
 }
 
-/* Take up to n tasks off the list into out; lock held. Returns how many. */
-static uint64_t pop_list_locked(struct ferry__inject *q, uint64_t n,
-                                struct ferry__task **out)
+/* Take up to n tasks off the front list into out; lock held. Returns how
+ * many. */
+static uint64_t pop_front_locked(struct ferry__inject *q, uint64_t n,
+                                 struct ferry__task **out)
 {
     struct ferry__task *t = q->head;
     uint64_t k = 0;
@@ -177,16 +177,23 @@ uint64_t ferry__inject_pop_batch(struct ferry__inject *q, uint64_t share,
     uint64_t n = q->len / share + 1;
     if (n > max)
         n = max;
-    uint64_t k = n < q->rlen ? n : q->rlen;
-    for (uint64_t i = 0; i < k; i++) {
+    uint64_t k = pop_front_locked(q, n, out);
+    uint64_t r = n - k < q->rlen ? n - k : q->rlen;
+    for (uint64_t i = 0; i < r; i++) {
         uint32_t slot = (q->rhead + (uint32_t)i) & RING_MASK;
-        out[i] = q->ring[slot];
+        out[k + i] = q->ring[slot];
         q->ring[slot] = NULL; /* no stale pointer for a leak checker */
     }
-    q->rhead = (q->rhead + (uint32_t)k) & RING_MASK;
-    q->rlen -= (uint32_t)k;
-    if (k < n && q->rlen == 0) /* the ring is empty: the list's turn */
-        k += pop_list_locked(q, n - k, out + k);
+    q->rhead = (q->rhead + (uint32_t)r) & RING_MASK;
+    q->rlen -= (uint32_t)r;
+    k += r;
+    if (q->rlen == 0 && q->head == NULL && q->bhead != NULL) {
+        /* The back list is the oldest now; pushes go to the ring again. */
+        q->head = q->bhead;
+        q->tail = q->btail;
+        q->bhead = q->btail = NULL;
+        k += pop_front_locked(q, n - k, out + k);
+    }
     q->len -= k;
     if (k != 0 && q->len == 0)
         set_nonempty_locked(q, 0);
@@ -220,6 +227,8 @@ void ferry__inject_reset(struct ferry__inject *q)
     ferry__lock_init(&q->lock);
     q->head = NULL;
     q->tail = NULL;
+    q->bhead = NULL;
+    q->btail = NULL;
     q->rhead = 0;
     q->rlen = 0;
     memset(q->ring, 0, sizeof q->ring);

@@ -195,13 +195,15 @@ enum { FERRY__INJECT_RING = 4096 };
 
 struct ferry__inject {
     struct ferry__lock lock;
-    struct ferry__task *head; /* lock: the overflow list, after the ring */
-    struct ferry__task *tail; /* lock */
-    uint32_t rhead;           /* lock: the ring's oldest slot */
-    uint32_t rlen;            /* lock: tasks in the ring */
-    uint64_t len;             /* lock: tasks queued, ring and list */
-    uint64_t submitted;       /* lock: tasks pushed (stats) */
-    int closed;               /* lock: 0 open, 1 workers only, 2 closed */
+    struct ferry__task *head;  /* lock: overflow older than the ring */
+    struct ferry__task *tail;  /* lock */
+    struct ferry__task *bhead; /* lock: overflow newer than the ring */
+    struct ferry__task *btail; /* lock */
+    uint32_t rhead;            /* lock: the ring's oldest slot */
+    uint32_t rlen;             /* lock: tasks in the ring */
+    uint64_t len;              /* lock: tasks queued, ring and list */
+    uint64_t submitted;        /* lock: tasks pushed (stats) */
+    int closed;                /* lock: 0 open, 1 workers only, 2 closed */
     /* 1 while the queue is non-empty: written under the lock on the empty
      * <-> non-empty edges only, read without it by searchers and wake
      * decisions. Its own line, so their polling does not pull the lock's
@@ -226,7 +228,8 @@ int ferry__inject_push_batch(struct ferry__inject *q,
 void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
 /* Pop len / share + 1 tasks, at most max, oldest first, into out[];
  * returns how many (0: empty). When *split is set, tasks were left
- * behind, with nobody woken for them: the caller must ferry__notify. */
+ * behind: the caller notifies, so that another worker shares them (Go's
+ * wake-another-if-more-work; no wake-up is lost without it, park.pml). */
 uint64_t ferry__inject_pop_batch(struct ferry__inject *q, uint64_t share,
                                  uint64_t max, struct ferry__task **out,
                                  bool *split);

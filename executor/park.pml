@@ -23,11 +23,10 @@
  *       nsearching++) and search: SWEEPS sweeps of steal_any (one task,
  *       then up to half of the rest onto our deque) and pop_inject; a
  *       task found: ferry__end_searching, then run it.
- *     pop_inject: load nonempty; 0: nothing. lock(inject); detach the
- *       list; if it was non-empty nonempty = 0; unlock. Keep len / cores +
- *       1; put the rest back (lock; if len == 0 nonempty = 1; len += rest;
- *       unlock) and, having split, notify. The kept tasks beyond the first
- *       go on our deque (push_local).
+ *     pop_inject: load nonempty; 0: nothing. lock(inject); take len /
+ *       cores + 1 (at most len); if that emptied the queue nonempty = 0;
+ *       unlock; having left tasks behind (split), notify. The tasks
+ *       beyond the first go on our deque (push_local).
  *     ferry__end_searching: searching = 0; fetch_sub(nsearching) == 1:
  *       fence; if ferry__work_visible: ferry__wakep.
  *     a running task may submit a nested task (NNEST in all): push on our
@@ -68,7 +67,7 @@
  *   buffered reads its newest buffered value (store forwarding).
  *   - Buffered: the stores that make work, idle cores or a stopped
  *     searcher visible to others, the ones the two fences are for:
- *     nonempty = 1 (the submitter's push, a split's put-back), a nested
+ *     nonempty = 1 (the submitter's push), a nested
  *     task's deque push (bottom), park_worker's nidle_cores = n + 1, and
  *     nsearching-- where its result is unused (park_worker,
  *     start_searcher). An RMW can be buffered because C11 (and ARM) let
@@ -694,10 +693,8 @@ after_nest:
     goto main;
 
 pop_inject:
-    /* pop_inject / ferry__inject_pop_batch. The code now pops in one lock
-     * section (ring first, then a walk of the list, no put-back); the two
-     * sections below, with a window between them, over-approximate it:
-     * with nothing run in the window they are that one section. */
+    /* pop_inject / ferry__inject_pop_batch: one lock section (the ring,
+     * then the list, nothing put back) */
     atomic { fwd_ne(w, x); got = (x != 0); x = 0 };
     if
     :: !got -> goto pop_ret
@@ -705,38 +702,25 @@ pop_inject:
     fi;
     atomic {
         LOCKABLE(INJ, w) && CS_GUARD(w) && pend_ne[w] == 0 ->
-        /* detach the whole list; keep len / cores + 1 */
+        /* take len / cores + 1, at most what is there */
         n = qlen;
-        qlen = 0;
-        if
-        :: n != 0 -> nonempty = 0
-        :: else -> got = 0
-        fi;
         k = n / NCORES + 1;
         if
         :: n <= k -> k = n; rest = 0
         :: else -> rest = n - k
         fi;
-        printf("@ W%d pops %d tasks, keeps %d\n", w, n, k);
+        qlen = rest;
+        if
+        :: n == 0 -> got = 0
+        :: n != 0 && rest == 0 -> nonempty = 0
+        :: else
+        fi;
+        printf("@ W%d pops %d of %d tasks\n", w, k, n);
         n = 0;
         cs_end(INJ, w)
     };
     if
     :: !got -> goto pop_ret
-    :: else
-    fi;
-    if
-    :: rest > 0 ->
-        atomic {
-            LOCKABLE(INJ, w) && CS_GUARD(w) ->
-            if
-            :: qlen == 0 -> st_cs_ne1(w)
-            :: else
-            fi;
-            qlen = qlen + rest;
-            printf("@ W%d puts %d tasks back on the injection queue\n", w, rest);
-            cs_end(INJ, w)
-        }
     :: else
     fi;
     /* push_local: the batch beyond the first task onto our deque */

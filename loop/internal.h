@@ -298,9 +298,11 @@ struct ferry__notify {
  * owner thread.
  */
 struct ferry_future {
-    /* First line (64 bytes from a 64-aligned block): what only the loop
-     * side touches on an offload's way there and back. The worker that
-     * completes a job (bridge/) writes the second line only. */
+    /* First line (64 bytes on 64-bit, from a 64-aligned block): what only
+     * the loop side touches on an offload's way there and back. The
+     * worker that completes a job (bridge/) writes the second line only,
+     * on the success path: a future without a loop, a foreign waiter (ec)
+     * or a notifier brings the worker here too. */
     _Atomic uint32_t refs;
     struct ck_ec32 ec; /* bumped once at completion; foreign waiters */
     ferry_free_fn *dtor;

@@ -1,9 +1,9 @@
 /*
  * tests/stress_inject.c: the injection queue (executor/inject.c) under
  * concurrent producers and consumers. Producers push batches of random
- * sizes (1 to 64, as a loop's deferred offloads), fast enough to overflow
- * the ring into the list, so the queue moves between its ring and its
- * list while pops take from both.
+ * sizes (1 to 64, as a loop's deferred offloads): with one consumer far
+ * past the ring's size, with two kept around it, so the queue moves
+ * between its ring and its overflow lists while pops take from both.
  *   - one consumer: every task comes out exactly once;
  *   - two consumers that requeue some of what they pop: every task comes
  *     out exactly once more than it was requeued, and the counts balance.
@@ -40,7 +40,8 @@ struct shared {
     struct ferry__inject *q;
     struct item *items;
     uint64_t per_producer;
-    bool requeue; /* consumers requeue every 97th task they pop, once */
+    bool requeue;  /* consumers requeue every 97th task they pop, once */
+    bool throttle; /* producers keep the queue near the ring's size */
     _Atomic unsigned producers_done;
     _Atomic uint64_t out;      /* pops, requeued ones counted again */
     _Atomic uint64_t requeues; /* requeue calls */
@@ -74,6 +75,9 @@ static void *produce(void *arg)
             n = s->per_producer - i;
         for (uint64_t k = 0; k < n; k++)
             ts[k] = &mine[i + k].t;
+        while (s->throttle &&
+               ferry__inject_len(s->q) > FERRY__INJECT_RING + BATCH)
+            sched_yield();
         bool was_empty;
         if (ferry__inject_push_batch(s->q, ts, n, false, &was_empty) != 0)
             atomic_fetch_add(&s->refused, 1);
@@ -121,8 +125,12 @@ static void *consume(void *arg)
 
 static void run(unsigned consumers, bool requeue)
 {
+    /* One consumer: a backlog far past the ring, drained through the
+     * lists. Two: the queue's length hovers around the ring's size, so
+     * pushes and pops move between the ring and the lists all along. */
     struct shared s = {.per_producer = items_per_producer(),
-                       .requeue = requeue};
+                       .requeue = requeue,
+                       .throttle = consumers > 1};
     uint64_t total = PRODUCERS * s.per_producer;
     s.q = aligned_alloc(FERRY__CACHELINE, sizeof *s.q);
     assert_non_null(s.q);
