@@ -320,14 +320,11 @@ static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
     return timeout;
 }
 
-/* Whether a poll with a zero timeout can be skipped: with no fd watched
- * but the loop's own eventfd, such a poll could only report the eventfd,
- * whose one job (waking a sleeping poll) is moot when we do not sleep;
- * the inbox is drained all the same, and a readable eventfd left behind
- * makes the next sleeping poll return at once and read it (one spare
- * iteration). This saves an epoll_pwait2 (~150 ns here) per iteration of
- * a busy loop. An embedded loop always polls: its embedder's poll of
- * ferry_loop_fd relies on the eventfd being read by ours (wakeup.c). */
+/* A zero-timeout poll with no fd watched could only report the eventfd,
+ * whose one job (waking a sleep) is moot when we do not sleep: skip it
+ * (an epoll_pwait2, ~150 ns here, per busy iteration). A readable eventfd
+ * left behind makes the next sleep return at once and read it. An
+ * embedded loop always polls: its embedder relies on our read (wakeup.c). */
 static bool poll_needed(const ferry_loop *loop, int64_t timeout)
 {
     return timeout != 0 || loop->io.count != 0 ||

@@ -96,14 +96,29 @@ static void push_check(struct ferry__inject *q, struct model *m, int *next,
     assert_true(ferry__inject_nonempty(q));
 }
 
+static struct model *new_model(void)
+{
+    struct model *m = calloc(1, sizeof *m);
+    assert_non_null(m);
+    m->lo = m->hi = NTASK; /* room in front for requeues */
+    return m;
+}
+
+static void requeue_check(struct ferry__inject *q, struct model *m, int *next)
+{
+    int id = (*next)++;
+    ferry__inject_requeue(q, &tasks[id]);
+    model_push_front(m, id);
+    assert_true(ferry__inject_nonempty(q));
+}
+
 /* Fill past the ring into the list, drain in small bites, fill again: the
  * order is the push order throughout. */
 static void test_inject_fifo_across_ring_and_list(void **state)
 {
     (void)state;
     struct ferry__inject *q = new_queue();
-    struct model *m = calloc(1, sizeof *m);
-    m->lo = m->hi = NTASK; /* room in front for requeues */
+    struct model *m = new_model();
     int next = 0;
     while (next < FERRY__INJECT_RING + 500)
         push_check(q, m, &next, next % 3 == 0 ? 1 : 7);
@@ -131,25 +146,18 @@ static void test_inject_requeue_goes_first(void **state)
 {
     (void)state;
     struct ferry__inject *q = new_queue();
-    struct model *m = calloc(1, sizeof *m);
-    m->lo = m->hi = NTASK;
+    struct model *m = new_model();
     int next = 0;
     while (next < FERRY__INJECT_RING)
         push_check(q, m, &next, 64);
-    int id = next++;
-    ferry__inject_requeue(q, &tasks[id]); /* ring full */
-    model_push_front(m, id);
-    push_check(q, m, &next, 3); /* behind the evicted one, on the list */
+    requeue_check(q, m, &next); /* ring full: the front list */
+    push_check(q, m, &next, 3); /* the back list */
+    requeue_check(q, m, &next); /* in front of the first */
     pop_check(q, m, 1, 1);
-    id = next++;
-    ferry__inject_requeue(q, &tasks[id]);
-    model_push_front(m, id);
+    requeue_check(q, m, &next);
     while (m->hi != m->lo)
         pop_check(q, m, 3, 17);
-    id = next++;
-    ferry__inject_requeue(q, &tasks[id]); /* onto an empty queue */
-    model_push_front(m, id);
-    assert_true(ferry__inject_nonempty(q));
+    requeue_check(q, m, &next); /* onto an empty queue: the ring */
     pop_check(q, m, 1, 1);
     free(m);
     free(q);
@@ -160,8 +168,7 @@ static void test_inject_random_against_model(void **state)
 {
     (void)state;
     struct ferry__inject *q = new_queue();
-    struct model *m = calloc(1, sizeof *m);
-    m->lo = m->hi = NTASK;
+    struct model *m = new_model();
     srand(12345);
     int next = 0, pushes = 7;
     bool overflowed = false, recovered = false;
@@ -181,11 +188,8 @@ static void test_inject_random_against_model(void **state)
         else if (op < 9)
             pop_check(q, m, 1 + (uint64_t)(rand() % 3),
                       1 + (uint64_t)(rand() % 64));
-        else if (m->lo > 0) {
-            int id = next++;
-            ferry__inject_requeue(q, &tasks[id]);
-            model_push_front(m, id);
-        }
+        else if (m->lo > 0)
+            requeue_check(q, m, &next);
     }
     while (m->hi != m->lo)
         pop_check(q, m, 1, 64);
