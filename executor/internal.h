@@ -147,7 +147,8 @@ static inline void ferry__stat_inc(_Atomic uint64_t *c)
 }
 
 enum {
-    FERRY__TIME_SAMPLE = 8, /* one task in 8 per submitter is timed */
+    FERRY__TIME_SAMPLE = 32, /* one task in 32 per submitter is timed
+                                (include/ferry/executor.h says so) */
     FERRY__BLOCK_SIZE = FERRY__CACHE_SMALL_BYTES, /* bytes per block */
 };
 
