@@ -52,6 +52,7 @@
  *
  * Thread: see include/ferry/future.h per function.
  */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "loop/internal.h"
@@ -452,12 +453,31 @@ FERRY_API int ferry_future_set_error_threadsafe(ferry_future *fut, int err)
     return ferry__future_resolve(fut, NULL, NULL, err);
 }
 
+/* A resolver on another thread holds f in its COMPLETING window: a few
+ * stores, no lock, no callback. Wait them out, so that a cancel that lost
+ * finds f done, as ferry_future_cancel promises (a soak run caught a
+ * cancel followed by ferry_future_wait(f, 0) seeing it still pending). */
+static void wait_out_completing(const ferry_future *f)
+{
+    for (unsigned i = 0;
+         ferry__fut_state(atomic_load_explicit(
+             &f->state, memory_order_acquire)) == FUT_COMPLETING;
+         i++) {
+        if (i < 64)
+            ferry__cpu_relax();
+        else
+            sched_yield(); /* the resolver may be preempted mid-window */
+    }
+}
+
 FERRY_API bool ferry_future_cancel(ferry_future *fut)
 {
     if (fut == NULL)
         return false;
     uint32_t s = atomic_load_explicit(&fut->state, memory_order_acquire);
     do {
+        if (ferry__fut_state(s) == FUT_COMPLETING)
+            wait_out_completing(fut);
         if (ferry__fut_state(s) >= FUT_COMPLETING)
             return false;
     } while (!atomic_compare_exchange_weak_explicit(
