@@ -9,8 +9,9 @@
  *   PENDING|RUNNING -> CANCELLED                   ferry_future_cancel
  * The resolver writes result/err/dtor inside its private COMPLETING window
  * and publishes them with a release RMW to the final state; readers load
- * the state with acquire before reading them. COMPLETING reads as pending,
- * and cancel loses against it. The bridge's worker writes result/err first
+ * the state with acquire before reading them. COMPLETING reads as pending;
+ * a cancel or resolver that loses against it waits the window out, so the
+ * future is done when it returns. The bridge's worker writes result/err first
  * and publishes them with one CAS from PENDING; so that it never clobbers
  * the outcome of a resolver that won meanwhile (a timeout, a setter: the
  * review of 2026-12-02 found that), every other resolver of such a future
@@ -54,6 +55,7 @@
  */
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "loop/internal.h"
 
@@ -350,13 +352,42 @@ bool ferry__future_try_start(ferry_future *f)
     return true;
 }
 
+/* A resolver on another thread holds f in its COMPLETING window: a few
+ * stores and ops->alt_outcome (pointer arithmetic), no lock, no user code.
+ * Wait them out, so that a resolver or cancel that lost finds f done (a
+ * soak run caught a losing cancel followed by ferry_future_wait(f, 0)
+ * seeing f still pending). Yield if the resolver was preempted; past that,
+ * sleep, which also lets it run if we are a real-time thread that
+ * sched_yield would not step aside for (as ferry__hz_wait). In a forked
+ * child a window the parent's thread held never closes: a future of a
+ * stale loop is not waited for. */
+static void wait_out_completing(const ferry_future *f)
+{
+    if (f->loop != NULL && ferry__loop_stale(f->loop))
+        return;
+    for (unsigned i = 0;
+         ferry__fut_state(atomic_load_explicit(
+             &f->state, memory_order_acquire)) == FUT_COMPLETING;
+         i++) {
+        if (i < 64)
+            ferry__cpu_relax();
+        else if (i < 128)
+            sched_yield();
+        else
+            nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
+    }
+}
+
 int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,
                           int err)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     do {
-        if (ferry__fut_state(s) >= FUT_COMPLETING)
+        if (ferry__fut_state(s) >= FUT_COMPLETING) {
+            if (ferry__fut_state(s) == FUT_COMPLETING)
+                wait_out_completing(f);
             return -EALREADY; /* value stays the caller's */
+        }
     } while (!atomic_compare_exchange_weak_explicit(
         &f->state, &s, (s & ~FUT_STATE) | FUT_COMPLETING, memory_order_acquire,
         memory_order_acquire));
@@ -453,33 +484,17 @@ FERRY_API int ferry_future_set_error_threadsafe(ferry_future *fut, int err)
     return ferry__future_resolve(fut, NULL, NULL, err);
 }
 
-/* A resolver on another thread holds f in its COMPLETING window: a few
- * stores, no lock, no callback. Wait them out, so that a cancel that lost
- * finds f done, as ferry_future_cancel promises (a soak run caught a
- * cancel followed by ferry_future_wait(f, 0) seeing it still pending). */
-static void wait_out_completing(const ferry_future *f)
-{
-    for (unsigned i = 0;
-         ferry__fut_state(atomic_load_explicit(
-             &f->state, memory_order_acquire)) == FUT_COMPLETING;
-         i++) {
-        if (i < 64)
-            ferry__cpu_relax();
-        else
-            sched_yield(); /* the resolver may be preempted mid-window */
-    }
-}
-
 FERRY_API bool ferry_future_cancel(ferry_future *fut)
 {
     if (fut == NULL)
         return false;
     uint32_t s = atomic_load_explicit(&fut->state, memory_order_acquire);
     do {
-        if (ferry__fut_state(s) == FUT_COMPLETING)
-            wait_out_completing(fut);
-        if (ferry__fut_state(s) >= FUT_COMPLETING)
+        if (ferry__fut_state(s) >= FUT_COMPLETING) {
+            if (ferry__fut_state(s) == FUT_COMPLETING)
+                wait_out_completing(fut);
             return false;
+        }
     } while (!atomic_compare_exchange_weak_explicit(
         &fut->state, &s, (s & ~FUT_STATE) | FUT_CANCELLED, memory_order_acq_rel,
         memory_order_acquire));

@@ -272,7 +272,9 @@ struct ferry__future_ops {
     /* For a future with a handoff resolver (ferry__future_resolve_
      * handoff), which owns result/dtor/err: the slot where any other
      * resolver writes its outcome instead, inside its COMPLETING window,
-     * setting FUT_OUTCOME_OPS with the final state. NULL: no handoff. */
+     * setting FUT_OUTCOME_OPS with the final state. NULL: no handoff.
+     * It runs inside that window, which losing cancels and resolvers wait
+     * out: it must not block, lock, or call back into the future. */
     struct ferry__outcome *(*alt_outcome)(ferry_future *f);
 };
 

@@ -101,9 +101,10 @@ FERRY_API int ferry_future_set_error_threadsafe(ferry_future *fut, int err);
  * stop.
  *
  * Returns: true when this call cancelled it; false when it was already
- *          done or cancelled, or fut is NULL. Either way fut is done when
- *          it returns (a resolver that won on another thread is waited
- *          out: a few stores).
+ *          done or cancelled, or fut is NULL. Either way a non-NULL fut is
+ *          done (ferry_future_done) when it returns: a resolver that won
+ *          on another thread is waited out (a few stores); its callbacks
+ *          and wake-ups may still be on their way.
  * Thread: any.
  */
 FERRY_API bool ferry_future_cancel(ferry_future *fut);
