@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sched.h>
 #include <time.h>
 
 #include "ferry/common.h"
@@ -67,6 +68,20 @@ static inline void ferry__cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield" ::: "memory");
 #endif
+}
+
+/* Step n of waiting for another thread's short critical window: pause,
+ * then yield (it may have been preempted), then sleep, which also lets it
+ * run if we are a real-time thread that sched_yield would not step aside
+ * for. */
+static inline void ferry__backoff(unsigned n)
+{
+    if (n < 64)
+        ferry__cpu_relax();
+    else if (n < 128)
+        sched_yield();
+    else
+        nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
 }
 
 /* Prefetch the line at p with intent to write: the line comes over in the

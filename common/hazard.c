@@ -125,16 +125,10 @@ void ferry__hz_wait(const void *p)
     struct ferry__hz *h = atomic_load_explicit(&hz_list, memory_order_acquire);
     for (; h != NULL; h = h->next) {
         /* A setter between its publication and its clear runs a few loads
-         * and at most one eventfd write: yield to it if it was preempted;
-         * past that, sleep, which also lets it run if we are a real-time
-         * thread that sched_yield would not step aside for. */
+         * and at most one eventfd write. */
         for (unsigned n = 0;
-             atomic_load_explicit(&h->ptr, memory_order_acquire) == p; n++) {
-            if (n < 64)
-                sched_yield();
-            else
-                nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
-        }
+             atomic_load_explicit(&h->ptr, memory_order_acquire) == p; n++)
+            ferry__backoff(n);
     }
 }
 

@@ -356,26 +356,20 @@ bool ferry__future_try_start(ferry_future *f)
  * stores and ops->alt_outcome (pointer arithmetic), no lock, no user code.
  * Wait them out, so that a resolver or cancel that lost finds f done (a
  * soak run caught a losing cancel followed by ferry_future_wait(f, 0)
- * seeing f still pending). Yield if the resolver was preempted; past that,
- * sleep, which also lets it run if we are a real-time thread that
- * sched_yield would not step aside for (as ferry__hz_wait). In a forked
+ * seeing f still pending), with ferry__backoff. In a forked
  * child a window the parent's thread held never closes: a future of a
  * stale loop is not waited for. */
 static void wait_out_completing(const ferry_future *f)
 {
     if (f->loop != NULL && ferry__loop_stale(f->loop))
         return;
-    for (unsigned i = 0;
+    /* Acquire: pairs with the winner's acq_rel RMW to the final state, so
+     * its outcome is visible to whoever reads it after we return. */
+    for (unsigned n = 0;
          ferry__fut_state(atomic_load_explicit(
              &f->state, memory_order_acquire)) == FUT_COMPLETING;
-         i++) {
-        if (i < 64)
-            ferry__cpu_relax();
-        else if (i < 128)
-            sched_yield();
-        else
-            nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
-    }
+         n++)
+        ferry__backoff(n);
 }
 
 int ferry__future_resolve(ferry_future *f, void *value, ferry_free_fn *dtor,

@@ -287,8 +287,8 @@ static int64_t poll_timeout(ferry_loop *loop, int64_t bound)
  * posts: a ping-pong with a worker (offload, reply, offload...) then never
  * sleeps on either side, which is what makes a round trip cost a few
  * microseconds instead of two futex/eventfd wake-ups (~25 us each here).
- * Bounded by spin_ns and by the caller's timeout; an idle loop does not
- * spin. Returns the timeout to poll with (0 when something arrived).
+ * Bounded by spin_ns and the caller's timeout; an idle loop does not spin.
+ * Returns the timeout to poll with (0 when something arrived).
  */
 static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
 {
@@ -321,10 +321,9 @@ static int64_t spin_for_posts(ferry_loop *loop, int64_t timeout)
 }
 
 /* A zero-timeout poll with no fd watched could only report the eventfd,
- * whose one job (waking a sleep) is moot when we do not sleep: skip it
- * (an epoll_pwait2, ~150 ns here, per busy iteration). A readable eventfd
- * left behind makes the next sleep return at once and read it. An
- * embedded loop always polls: its embedder relies on our read (wakeup.c). */
+ * moot when we do not sleep: skip it (~150 ns per busy iteration); a
+ * readable eventfd left makes the next sleep return at once and read it.
+ * An embedded loop always polls: its embedder relies on our read. */
 static bool poll_needed(const ferry_loop *loop, int64_t timeout)
 {
     return timeout != 0 || loop->io.count != 0 ||
