@@ -283,9 +283,9 @@ static struct ferry__task *search(struct ferry__worker *w)
         /* Yield, not pause: with as many busy threads as CPUs (an outside
          * producer plus the workers), or when the scheduler puts the
          * producer of the work we wait for on this CPU, a pure spin keeps
-         * it off the CPU (10 us per offload round trip with 8 rounds of
-         * pauses first, 2.7 us yielding at once; README, session 9). A
-         * yield with nothing else to run costs ~0.2 us. */
+         * it off the CPU (an offload round trip on one CPU: 10 us with 8
+         * rounds of pauses first, 1.5 us yielding at once as the loop
+         * does; README, session 9). A lone yield costs ~0.2 us. */
         empty++;
         sched_yield();
     }
