@@ -149,6 +149,17 @@ static inline void ferry__lock(struct ferry__lock *l)
         ferry__lock_slow(l);
 }
 
+/* Take the lock if it is free, without waiting: true when taken. A plain
+ * load first, so a caller that finds it held makes no locked instruction
+ * (test-and-test-and-set). Acquire on success, as ferry__lock. */
+static inline bool ferry__trylock(struct ferry__lock *l)
+{
+    uint32_t c = atomic_load_explicit(&l->v, memory_order_relaxed);
+    return c == 0 &&
+           atomic_compare_exchange_strong_explicit(
+               &l->v, &c, 1, memory_order_acquire, memory_order_relaxed);
+}
+
 static inline void ferry__unlock(struct ferry__lock *l)
 {
     /* 2: someone may sleep; the slow path hands the lock over with a

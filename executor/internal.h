@@ -234,6 +234,11 @@ void ferry__inject_requeue(struct ferry__inject *q, struct ferry__task *t);
 uint64_t ferry__inject_pop_batch(struct ferry__inject *q, uint64_t share,
                                  uint64_t max, struct ferry__task **out,
                                  bool *split);
+/* As ferry__inject_pop_batch, but 0 also when another thread holds the
+ * lock: the workers' pop, which never waits for it. */
+uint64_t ferry__inject_try_pop_batch(struct ferry__inject *q, uint64_t share,
+                                     uint64_t max, struct ferry__task **out,
+                                     bool *split);
 /* Whether tasks are queued (no lock). */
 static inline bool ferry__inject_nonempty(struct ferry__inject *q)
 {

@@ -23,10 +23,10 @@
  *       nsearching++) and search: SWEEPS sweeps of steal_any (one task,
  *       then up to half of the rest onto our deque) and pop_inject; a
  *       task found: ferry__end_searching, then run it.
- *     pop_inject: load nonempty; 0: nothing. lock(inject); take len /
- *       cores + 1 (at most len); if that emptied the queue nonempty = 0;
- *       unlock; having left tasks behind (split), notify. The tasks
- *       beyond the first go on our deque (push_local).
+ *     pop_inject: load nonempty; 0: nothing. trylock(inject), held:
+ *       nothing; take len / cores + 1 (at most len); if that emptied the
+ *       queue nonempty = 0; unlock; having left tasks behind (split),
+ *       notify. The tasks beyond the first go on our deque (push_local).
  *     ferry__end_searching: searching = 0; fetch_sub(nsearching) == 1:
  *       fence; if ferry__work_visible: ferry__wakep.
  *     a running task may submit a nested task (NNEST in all): push on our
@@ -116,6 +116,8 @@
  *   NO_NOTIFY_FENCE  drop the fence of ferry__notify (submitter side)
  *   NO_PARK_FENCE    drop the fence of ferry__park_worker (worker side)
  *   X86_LOCKED_RMW   RMWs, lock and unlock drain the buffer (x86)
+ *   TRYFAILS         failed tries of the injection lock per worker
+ *                    (default 1)
  *   NW NSUB NNEST SWEEPS TRIES  sizes (defaults 2 2 1 1 2; park.c has
  *                    TRIES 4, and SPIN_ROUNDS sweeps: the bounds only end
  *                    the loops, each exit takes the same path)
@@ -136,6 +138,9 @@
 #endif
 #ifndef SWEEPS
 #define SWEEPS 1 /* empty search sweeps before parking (SPIN_ROUNDS) */
+#endif
+#ifndef TRYFAILS
+#define TRYFAILS 1 /* failed injection-lock tries per worker */
 #endif
 #ifndef TRIES
 #define TRIES 2 /* start_searcher's attempts (4 in park.c) */
@@ -170,6 +175,7 @@
 /* ---- shared memory ---- */
 byte qlen;        /* inject.len (inject.lock) */
 bit nonempty;     /* inject.nonempty */
+byte tryfails[NW]; /* failed ferry__inject_try_pop_batch locks, per worker */
 byte dq[NW];      /* deque lengths as thieves see them */
 byte cores_idle;  /* the idle-core list's length (sched.lock) */
 byte nidle_cores; /* sched.nidle_cores, read without the lock */
@@ -701,23 +707,34 @@ pop_inject:
     :: else
     fi;
     atomic {
-        LOCKABLE(INJ, w) && CS_GUARD(w) && pend_ne[w] == 0 ->
-        /* take len / cores + 1, at most what is there */
-        n = qlen;
-        k = n / NCORES + 1;
         if
-        :: n <= k -> k = n; rest = 0
-        :: else -> rest = n - k
-        fi;
-        qlen = rest;
-        if
-        :: n == 0 -> got = 0
-        :: n != 0 && rest == 0 -> nonempty = 0
-        :: else
-        fi;
-        printf("@ W%d pops %d of %d tasks\n", w, k, n);
-        n = 0;
-        cs_end(INJ, w)
+        :: qlen > 0 && tryfails[w] < TRYFAILS ->
+            /* ferry__inject_try_pop_batch finds the lock held: nothing, no
+             * wait. Sections are single steps here (Lipton), so a section
+             * in progress is not a state: the try may fail at any step
+             * (with qlen == 0 a failure is the same as the empty pop),
+             * TRYFAILS times per worker to keep the search finite. */
+            tryfails[w]++;
+            got = 0;
+            printf("@ W%d finds the injection lock held\n", w)
+        :: LOCKABLE(INJ, w) && CS_GUARD(w) && pend_ne[w] == 0 ->
+            /* take len / cores + 1, at most what is there */
+            n = qlen;
+            k = n / NCORES + 1;
+            if
+            :: n <= k -> k = n; rest = 0
+            :: else -> rest = n - k
+            fi;
+            qlen = rest;
+            if
+            :: n == 0 -> got = 0
+            :: n != 0 && rest == 0 -> nonempty = 0
+            :: else
+            fi;
+            printf("@ W%d pops %d of %d tasks\n", w, k, n);
+            n = 0;
+            cs_end(INJ, w)
+        fi
     };
     if
     :: !got -> goto pop_ret

@@ -189,8 +189,8 @@ static struct ferry__task *pop_inject(struct ferry__worker *w)
      * whatever lands on our deque. */
     struct ferry__task *batch[STEAL_BATCH];
     bool split;
-    uint64_t n = ferry__inject_pop_batch(&pool->inject, pool->ncores,
-                                         STEAL_BATCH, batch, &split);
+    uint64_t n = ferry__inject_try_pop_batch(&pool->inject, pool->ncores,
+                                             STEAL_BATCH, batch, &split);
     if (n == 0)
         return NULL;
     /* Start fetching every task of the batch at once: their lines were

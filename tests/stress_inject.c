@@ -93,10 +93,14 @@ static void *consume(void *arg)
     uint64_t last[PRODUCERS] = {0};
     bool any[PRODUCERS] = {false};
     struct ferry__task *out[32];
-    for (;;) {
+    for (unsigned iter = 0;; iter++) {
         bool done = atomic_load(&s->producers_done) == PRODUCERS;
         bool split;
-        uint64_t n = ferry__inject_pop_batch(s->q, 2, 32, out, &split);
+        /* Every other pop is the workers' try, which gives up when the
+         * lock is held: a failed try must lose nothing either. */
+        uint64_t n = iter % 2
+                         ? ferry__inject_try_pop_batch(s->q, 2, 32, out, &split)
+                         : ferry__inject_pop_batch(s->q, 2, 32, out, &split);
         if (n == 0) {
             if (done && ferry__inject_len(s->q) == 0)
                 return NULL;

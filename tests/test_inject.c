@@ -226,6 +226,32 @@ static void test_inject_closed_levels(void **state)
     free(q);
 }
 
+/* The workers' pop never waits: while another thread holds the lock it
+ * reports nothing and leaves the queue (and its nonempty flag, which
+ * keeps a parking worker awake) as they were. */
+static void test_inject_try_pop_never_waits(void **state)
+{
+    (void)state;
+    struct ferry__inject *q = new_queue();
+    bool was_empty, split;
+    struct ferry__task *out[4];
+    assert_int_equal(ferry__inject_push(q, &tasks[0], false, &was_empty), 0);
+    assert_int_equal(ferry__inject_push(q, &tasks[1], false, &was_empty), 0);
+    ferry__lock(&q->lock); /* as a submitter in its section */
+    split = true;
+    assert_int_equal(ferry__inject_try_pop_batch(q, 1, 4, out, &split), 0);
+    assert_false(split);
+    assert_true(ferry__inject_nonempty(q));
+    ferry__unlock(&q->lock);
+    assert_int_equal(ferry__inject_try_pop_batch(q, 2, 4, out, &split), 2);
+    assert_ptr_equal(out[0], &tasks[0]);
+    assert_ptr_equal(out[1], &tasks[1]);
+    assert_false(split);
+    assert_false(ferry__inject_nonempty(q));
+    assert_int_equal(ferry__inject_try_pop_batch(q, 1, 4, out, &split), 0);
+    free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_inject_requeue_goes_first),
         cmocka_unit_test(test_inject_random_against_model),
         cmocka_unit_test(test_inject_closed_levels),
+        cmocka_unit_test(test_inject_try_pop_never_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
