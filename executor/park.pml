@@ -699,7 +699,7 @@ after_nest:
     goto main;
 
 pop_inject:
-    /* pop_inject / ferry__inject_pop_batch: one lock section (the ring,
+    /* pop_inject / ferry__inject_(try_)pop_batch: one lock section (the ring,
      * then the list, nothing put back) */
     atomic { fwd_ne(w, x); got = (x != 0); x = 0 };
     if

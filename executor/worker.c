@@ -180,7 +180,9 @@ static void push_local(struct ferry__worker *w, struct ferry__task *t)
     }
 }
 
-static struct ferry__task *pop_inject(struct ferry__worker *w)
+/* wait: take the lock even if held (the fairness tick, the last look
+ * before parking); otherwise a held lock reads as nothing (inject.c). */
+static struct ferry__task *pop_inject(struct ferry__worker *w, bool wait)
 {
     ferry_pool *pool = w->pool;
     if (!ferry__inject_nonempty(&pool->inject))
@@ -189,8 +191,10 @@ static struct ferry__task *pop_inject(struct ferry__worker *w)
      * whatever lands on our deque. */
     struct ferry__task *batch[STEAL_BATCH];
     bool split;
-    uint64_t n = ferry__inject_try_pop_batch(&pool->inject, pool->ncores,
-                                             STEAL_BATCH, batch, &split);
+    uint64_t n = wait ? ferry__inject_pop_batch(&pool->inject, pool->ncores,
+                                                STEAL_BATCH, batch, &split)
+                      : ferry__inject_try_pop_batch(&pool->inject, pool->ncores,
+                                                    STEAL_BATCH, batch, &split);
     if (n == 0)
         return NULL;
     /* Start fetching every task of the batch at once: their lines were
@@ -212,7 +216,7 @@ static struct ferry__task *pop_inject(struct ferry__worker *w)
 struct ferry__task *ferry__find_local(struct ferry__worker *w)
 {
     struct ferry__task *t = ferry__deque_take(&w->dq);
-    return t != NULL ? t : pop_inject(w);
+    return t != NULL ? t : pop_inject(w, false);
 }
 
 /* Steal one task from v, then up to half of what is left into our deque.
@@ -274,8 +278,8 @@ static struct ferry__task *search(struct ferry__worker *w)
     while (empty < SPIN_ROUNDS) {
         bool raced = false;
         struct ferry__task *t = ferry__steal_any(w, &raced);
-        if (t == NULL)
-            t = pop_inject(w);
+        if (t == NULL) /* the last sweep waits for the lock */
+            t = pop_inject(w, empty + 1 == SPIN_ROUNDS);
         if (t != NULL)
             return t;
         if (raced)
@@ -298,12 +302,17 @@ static struct ferry__task *search(struct ferry__worker *w)
 static struct ferry__task *next_task(struct ferry__worker *w)
 {
     struct ferry__task *t = NULL;
+    /* The fairness tick waits for the lock: outside work is looked at
+     * every 61 tasks even while submitters keep it busy. */
     if (++w->tick % FAIRNESS_TICKS == 0)
-        t = pop_inject(w);
+        t = pop_inject(w, true);
     if (t == NULL)
         t = ferry__find_local(w);
     if (t == NULL && ferry__begin_searching(w))
         t = search(w);
+    else if (t == NULL && ferry__inject_nonempty(&w->pool->inject))
+        sched_yield(); /* not allowed to search, the queue's lock held: the
+                          holder may need this CPU (park re-checks) */
     if (t != NULL)
         ferry__end_searching(w); /* no-op unless searching */
     return t;
