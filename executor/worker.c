@@ -311,8 +311,9 @@ static struct ferry__task *next_task(struct ferry__worker *w)
     if (t == NULL && ferry__begin_searching(w))
         t = search(w);
     else if (t == NULL && ferry__inject_nonempty(&w->pool->inject))
-        sched_yield(); /* not allowed to search, the queue's lock held: the
-                          holder may need this CPU (park re-checks) */
+        sched_yield(); /* not allowed to search, and our try found the
+                          queue's lock held: its holder may need this CPU
+                          (park then re-checks the flag) */
     if (t != NULL)
         ferry__end_searching(w); /* no-op unless searching */
     return t;
